@@ -1,0 +1,69 @@
+"""Staff login and logout (Flask-Login), rate-limited."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired
+
+from mailer.accounts import users
+from mailer.accounts.models import User
+from mailer.database import utcnow
+from mailer.extensions import db, limiter, login_manager
+
+bp = Blueprint("accounts", __name__)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+login_manager.login_view = "accounts.login"
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: no open redirect through ?next=."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("admin.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["MAILER"].login_rate_limit, methods=["POST"], scope="login"
+)
+def login() -> Response | str:
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        user = users.authenticate(db.session, form.email.data, form.password.data)
+        if user is not None:
+            user.last_login_at = utcnow()
+            db.session.commit()
+            login_user(user)  # Flask-Login regenerates the session identifier
+            return redirect(_safe_next(request.args.get("next")))
+        error = _("Wrong email or password.")
+    elif request.method == "POST":
+        error = _("Enter your email and password.")
+    status = 401 if error else 200
+    return Response(render_template("web/admin/login.html", form=form, error=error), status=status)
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Response:
+    logout_user()
+    return redirect(url_for("accounts.login"))
+
+
+def current_role() -> str | None:
+    return current_user.role.value if current_user.is_authenticated else None

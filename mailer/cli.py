@@ -1,0 +1,200 @@
+"""The `mailer` command: run everything, run a worker, migrate, manage users and API keys."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, routes_command, shell_command
+from sqlalchemy import select
+
+from mailer import config as config_module
+from mailer import create_app, migrate
+from mailer.accounts import users
+from mailer.accounts.models import Role, User
+from mailer.extensions import db
+from mailer.subscribers import forms
+
+ROLES = click.Choice([r.value for r in Role])
+
+
+def _app(*_args: object) -> object:
+    return create_app()
+
+
+@click.group(
+    cls=FlaskGroup,
+    create_app=_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+)
+def cli() -> None:
+    """mailer: permission-based email with a consent ledger."""
+
+
+cli.add_command(shell_command)
+cli.add_command(routes_command)
+
+
+def _settings() -> config_module.Settings:
+    return current_app.config["MAILER"]
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (alembic upgrade head)."""
+    migrate.upgrade(_settings().database_url)
+    click.echo("database is up to date")
+
+
+@cli.group("users")
+def users_group() -> None:
+    """Staff accounts."""
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--role", type=ROLES, required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_create(email: str, role: str, password_stdin: bool) -> None:
+    """Create a user, or reset an existing user's password and role."""
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = users.create_user(db.session, email, password, Role(role))
+    except users.AccountError as exc:
+        raise click.BadParameter(exc.message, param_hint=exc.field) from exc
+    click.echo(f"user {user.email} ({user.role.value}) is ready")
+
+
+@cli.group("apikey")
+def apikey_group() -> None:
+    """API keys for the REST API."""
+
+
+@apikey_group.command("create")
+@click.option("--role", type=ROLES, required=True)
+@click.option("--name", default="", help="What the key is for.")
+def apikey_create(role: str, name: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    row, secret = users.create_api_key(db.session, Role(role), name)
+    click.echo(secret)
+    click.echo(f"key {row.prefix}... ({row.role.value}) created; it is not shown again", err=True)
+
+
+@cli.command("demo")
+def demo() -> None:
+    """Create the demo topic and the English demo form at /subscribe/demo."""
+    forms.ensure_demo(db.session, _origin(_settings().base_url))
+    click.echo("demo form ready at /subscribe/demo")
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker (run as many as you like, on as many machines as you like)."""
+    # Imported by path: the mailer package never imports workers.
+    importlib.import_module("workers.main").run(current_app._get_current_object(), burst=burst)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _first_admin(settings: config_module.Settings) -> str:
+    """Create admin@<host> with a random password on first run; say how to sign in."""
+    if db.session.scalar(select(User.id).limit(1)) is not None:
+        note = settings.instance_path / "first-admin.txt"
+        return note.read_text().strip() if note.exists() else "(existing users; see `mailer users`)"
+    email = "admin@example.com"
+    password = secrets.token_urlsafe(12)
+    users.create_user(db.session, email, password, Role.ADMIN)
+    line = f"{email} / {password}"
+    note = settings.instance_path / "first-admin.txt"
+    fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(line + "\n")
+    return line
+
+
+@cli.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """Everything on embedded defaults: web app, one worker, Redis, mail catcher, SQLite."""
+    from werkzeug.serving import run_simple
+
+    from mailer import embedded
+    from mailer.devmail.catcher import Catcher
+
+    settings = _settings()
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    redis_proc = None
+    catcher = None
+    worker_proc = None
+    try:
+        if settings.redis_embedded:
+            redis_proc = embedded.start_redis(
+                settings.instance_path / "redis.sock", settings.instance_path
+            )
+        if settings.smtp_catcher:
+            catcher = Catcher(settings.instance_path / "outbox", port=settings.catcher_port).start()
+        migrate.upgrade(settings.database_url)
+        forms.ensure_demo(db.session, _origin(settings.base_url))
+        login = _first_admin(settings)
+        worker_proc = subprocess.Popen([sys.executable, "-m", "mailer.cli", "worker"])
+        base = f"http://{host}:{port}"
+        click.echo(
+            "\nmailer is running\n"
+            f"  sign-up form   {base}/subscribe/demo\n"
+            f"  admin          {base}/admin/   ({login})\n"
+            + (
+                f"  outbox         {base}/admin/outbox/  (mail caught on 127.0.0.1:"
+                f"{settings.catcher_port})\n"
+                if catcher
+                else f"  mail goes to   {urlsplit(settings.smtp_url).hostname}\n"
+            )
+            + f"  database       {settings.database_url.split('@')[-1]}\n"
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        run_simple(
+            host,
+            port,
+            current_app._get_current_object(),
+            threaded=True,
+            use_reloader=False,
+            use_debugger=False,
+        )
+    finally:
+        if worker_proc is not None:
+            worker_proc.terminate()
+            worker_proc.wait(timeout=20)
+        if catcher is not None:
+            catcher.stop()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=20)
+
+
+def main() -> None:
+    cli(prog_name="mailer")
+
+
+if __name__ == "__main__":
+    main()

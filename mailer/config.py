@@ -1,0 +1,169 @@
+"""Settings: the only module that reads the environment.
+
+Everything has an embedded default so that `mailer run` works on a fresh machine. In
+production (`MAILER_ENV=production`) the defaults that would be unsafe are refused instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key(env: dict[str, str], instance: Path, production: bool) -> str:
+    key = env.get("MAILER_SECRET_KEY", "")
+    if key:
+        return key
+    if production:
+        raise ConfigError("MAILER_SECRET_KEY is required when MAILER_ENV=production")
+    # Dev: generate once and keep it, so signed links survive restarts.
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    instance_path: Path
+    secret_key: str
+    database_url: str
+    redis_url: str
+    redis_embedded: bool
+    smtp_url: str
+    smtp_catcher: bool
+    catcher_port: int
+    base_url: str
+    mail_from: str
+    locales: tuple[str, ...] = ("en", "nb", "da")
+    default_locale: str = "en"
+    confirm_max_age: int = 7 * 24 * 3600
+    unsubscribe_max_age: int = 365 * 24 * 3600
+    preferences_max_age: int = 90 * 24 * 3600
+    confirmation_window: int = 600
+    min_fill_seconds: int = 2
+    signup_rate_limit: str = "10/minute;100/hour"
+    address_rate_limit: str = "5/hour"
+    resend_rate_limit: str = "3/hour"
+    login_rate_limit: str = "5/minute"
+    max_body_bytes: int = 64 * 1024
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_key_path: str = ""
+    node_binary: str = "node"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def server_name(self) -> str:
+        return urlsplit(self.base_url).hostname or "localhost"
+
+    @property
+    def limiter_storage_uri(self) -> str:
+        """Flask-Limiter (`limits`) spells Redis socket URLs with a `redis+` prefix."""
+        if self.redis_url.startswith("unix://"):
+            return "redis+unix://" + self.redis_url[len("unix://") :]
+        return self.redis_url
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    mode = env.get("MAILER_ENV", "development")
+    if mode not in {"development", "production", "test"}:
+        raise ConfigError("MAILER_ENV must be development, production or test")
+    production = mode == "production"
+    instance = Path(env.get("MAILER_INSTANCE_PATH", ROOT / "instance")).resolve()
+
+    database_url = env.get("MAILER_DATABASE_URL", "")
+    if not database_url:
+        if production:
+            raise ConfigError("MAILER_DATABASE_URL is required when MAILER_ENV=production")
+        database_url = f"sqlite:///{instance / 'mailer.db'}"
+    if database_url.startswith("postgres://") or database_url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship.
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+
+    redis_url = env.get("MAILER_REDIS_URL", "")
+    redis_embedded = not redis_url
+    if redis_embedded:
+        if production:
+            raise ConfigError("MAILER_REDIS_URL is required when MAILER_ENV=production")
+        redis_url = f"unix://{instance / 'redis.sock'}"
+
+    catcher_port = _int(env, "MAILER_CATCHER_PORT", 1025)
+    smtp_url = env.get("MAILER_SMTP_URL", "")
+    smtp_catcher = not smtp_url
+    if smtp_catcher:
+        if production:
+            raise ConfigError("MAILER_SMTP_URL is required when MAILER_ENV=production")
+        smtp_url = f"smtp://127.0.0.1:{catcher_port}"
+
+    base_url = env.get("MAILER_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    if production and not base_url.startswith("https://"):
+        raise ConfigError("MAILER_BASE_URL must be an https:// URL when MAILER_ENV=production")
+
+    host = urlsplit(base_url).hostname or "localhost"
+    return Settings(
+        env=mode,
+        instance_path=instance,
+        secret_key=_secret_key(env, instance, production),
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_embedded=redis_embedded,
+        smtp_url=smtp_url,
+        smtp_catcher=smtp_catcher,
+        catcher_port=catcher_port,
+        base_url=base_url,
+        mail_from=env.get("MAILER_MAIL_FROM", f"Mailer <noreply@{host}>"),
+        confirm_max_age=_int(env, "MAILER_CONFIRM_MAX_AGE", 7 * 24 * 3600),
+        unsubscribe_max_age=_int(env, "MAILER_UNSUBSCRIBE_MAX_AGE", 365 * 24 * 3600),
+        preferences_max_age=_int(env, "MAILER_PREFERENCES_MAX_AGE", 90 * 24 * 3600),
+        confirmation_window=_int(env, "MAILER_CONFIRMATION_WINDOW", 600),
+        min_fill_seconds=_int(env, "MAILER_MIN_FILL_SECONDS", 2),
+        signup_rate_limit=env.get("MAILER_SIGNUP_RATE_LIMIT", "10/minute;100/hour"),
+        address_rate_limit=env.get("MAILER_ADDRESS_RATE_LIMIT", "5/hour"),
+        resend_rate_limit=env.get("MAILER_RESEND_RATE_LIMIT", "3/hour"),
+        login_rate_limit=env.get("MAILER_LOGIN_RATE_LIMIT", "5/minute"),
+        max_body_bytes=_int(env, "MAILER_MAX_BODY_BYTES", 64 * 1024),
+        dkim_domain=env.get("MAILER_DKIM_DOMAIN", ""),
+        dkim_selector=env.get("MAILER_DKIM_SELECTOR", ""),
+        dkim_key_path=env.get("MAILER_DKIM_PRIVATE_KEY", ""),
+        node_binary=env.get("MAILER_NODE", "node"),
+        extra={"secure_cookies": _bool(env, "MAILER_SECURE_COOKIES", production)},
+    )

@@ -1,0 +1,352 @@
+"""The visitor's pages: sign up, confirm, manage topics, unsubscribe. Thin: parse, call, render.
+
+GET and HEAD never change anything here, so link scanners that fetch every URL in a message
+cannot confirm or unsubscribe anyone; every change is a POST.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, g, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError, validate_csrf
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from mailer.consent.models import ConsentSource
+from mailer.extensions import csrf, db, limiter
+from mailer.public import visitor
+from mailer.subscribers import preferences, signup
+from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus
+from mailer.subscribers.schemas import SignupArgs, messages
+from mailer.tokens import Purpose, TokenError
+from mailer.web import error_response, wants_json
+
+bp = Blueprint("public", __name__)
+
+HONEYPOT = "website"
+
+
+def _settings():
+    return current_app.config["MAILER"]
+
+
+def _tokens():
+    return current_app.extensions["mailer.tokens"]
+
+
+def _form_or_404(slug: str) -> Form:
+    form = db.session.scalar(select(Form).where(Form.slug == slug[:64]))
+    if form is None or not form.versions:
+        abort(404)
+    if form.locale:
+        g.locale = form.locale
+    return form
+
+
+def _signup_limit() -> str:
+    return _settings().signup_rate_limit
+
+
+def _address_limit() -> str:
+    return _settings().address_rate_limit
+
+
+def _render_form(
+    form: Form, status: int = 200, errors: dict | None = None, values: dict | None = None
+) -> Response:
+    started = _tokens().dumps(Purpose.FORM_STARTED, int(time.time()))
+    html = render_template(
+        "web/public/subscribe.html",
+        form=form,
+        version=form.current_version,
+        started=started,
+        errors=errors or {},
+        values=values or {},
+        honeypot=HONEYPOT,
+        embed=_embed_snippet(form),
+    )
+    return Response(html, status=status)
+
+
+def _embed_snippet(form: Form) -> str:
+    return render_template(
+        "web/public/embed_snippet.html",
+        form=form,
+        version=form.current_version,
+        action=f"{_settings().base_url}/subscribe/{form.slug}",
+        honeypot=HONEYPOT,
+    )
+
+
+@bp.get("/subscribe/<slug>")
+def subscribe_form(slug: str) -> Response:
+    return _render_form(_form_or_404(slug))
+
+
+@bp.get("/subscribe/<slug>/embed")
+def embed(slug: str) -> Response:
+    form = _form_or_404(slug)
+    return Response(_embed_snippet(form), mimetype="text/plain")
+
+
+@bp.post("/subscribe/<slug>")
+@csrf.exempt  # checked below: our token, or an Origin on the form's allow-list
+@limiter.limit(_signup_limit, scope="signup-ip")
+@limiter.limit(_address_limit, key_func=visitor.address_key, scope="address")
+def subscribe(slug: str) -> Response:
+    form = _form_or_404(slug)
+    data = visitor.body()
+    problem = _check_provenance(form, data)
+    if problem:
+        return problem
+    if data.get(HONEYPOT):
+        return _accepted(form)  # a bot: say the same as always, do nothing
+    try:
+        args = SignupArgs().load({k: v for k, v in data.items() if k in SignupArgs().fields})
+    except ValidationError as exc:
+        return _invalid(form, messages(exc.messages), data)
+    req = signup.SignupRequest(
+        form_id=form.id,
+        email=args["email"],
+        name=args["name"] if form.ask_name else "",
+        topic_slugs=args["topics"] if len(form.topics) > 1 else [],
+        visit=visitor.visit(),
+    )
+    try:
+        signup.request_subscription(
+            db.session, req, _settings().confirmation_window, _settings().server_name
+        )
+    except signup.UnknownTopics as exc:
+        return _invalid(
+            form, {"topics": [_("Unknown topic: %(slugs)s", slugs=", ".join(exc.slugs))]}, data
+        )
+    return _accepted(form)
+
+
+def _check_provenance(form: Form, data: dict[str, Any]) -> Response | None:
+    """Cross-site request forgery and bots: our form carries a CSRF token and a signed start
+    time; the embed snippet and fetch() carry an Origin the form allows."""
+    token = data.get("csrf_token")
+    if token:
+        try:
+            validate_csrf(token)
+        except (CSRFError, ValueError, TypeError):
+            return _invalid(
+                form,
+                {"csrf_token": [_("The form has expired. Reload the page and try again.")]},
+                data,
+            )
+        try:
+            started = _tokens().loads(Purpose.FORM_STARTED, str(data.get("started") or ""))
+        except TokenError:
+            return _invalid(
+                form, {"started": [_("The form has expired. Reload the page and try again.")]}, data
+            )
+        if time.time() - float(started) < _settings().min_fill_seconds:
+            return _invalid(
+                form,
+                {"started": [_("That was quick! Please check the form and send it again.")]},
+                data,
+            )
+        return None
+    origin = request.headers.get("Origin", "")
+    allowed = {visitor.origin_of(o) for o in form.allowed_origins or []}
+    if origin and visitor.origin_of(origin) in allowed:
+        return None
+    return error_response(
+        403, {"origin": [_("This form does not accept submissions from this site.")]}
+    )
+
+
+def _accepted(form: Form) -> Response:
+    if wants_json():
+        return Response(
+            jsonify(status="pending").get_data(), status=202, mimetype="application/json"
+        )
+    return Response(render_template("web/public/check_inbox.html", form=form))
+
+
+def _invalid(form: Form, errors: dict[str, list[str]], data: dict[str, Any]) -> Response:
+    if wants_json():
+        return error_response(400, errors)
+    values = {k: v for k, v in data.items() if k in {"email", "name", "topics"}}
+    return _render_form(form, status=400, errors=errors, values=values)
+
+
+# --- confirm -------------------------------------------------------------------------------
+
+
+def _load(purpose: Purpose, token: str) -> tuple[Any, TokenError | None]:
+    try:
+        return _tokens().loads(purpose, token), None
+    except TokenError as exc:
+        return None, exc
+
+
+def _bad_link(error: TokenError, purpose: Purpose, token: str) -> Response:
+    # An expired confirmation with a good signature can be renewed.
+    can_resend = purpose is Purpose.CONFIRM and error.expired and error.payload is not None
+    html = render_template(
+        "web/public/bad_link.html", expired=error.expired, can_resend=can_resend, token=token
+    )
+    return Response(html, status=410 if error.expired else 400)
+
+
+def _locale_for(subscriber_id: int | None) -> None:
+    if subscriber_id is None:
+        return
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is not None:
+        g.locale = subscriber.locale
+
+
+def _message_subscriber(message_id: Any) -> int | None:
+    from mailer.delivery.models import OutboundMessage
+
+    if not isinstance(message_id, int):
+        return None
+    message = db.session.get(OutboundMessage, message_id)
+    return message.subscriber_id if message else None
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> Response:
+    payload, error = _load(Purpose.CONFIRM, token)
+    if error:
+        return _bad_link(error, Purpose.CONFIRM, token)
+    _locale_for(_message_subscriber(payload.get("m")))
+    return Response(render_template("web/public/confirm.html", token=token))
+
+
+@bp.post("/confirm/<token>")
+@limiter.limit(_signup_limit, scope="confirm-ip")
+def confirm(token: str) -> Response:
+    payload, error = _load(Purpose.CONFIRM, token)
+    if error:
+        return _bad_link(error, Purpose.CONFIRM, token)
+    message_id = payload.get("m") if isinstance(payload, dict) else None
+    _locale_for(_message_subscriber(message_id))
+    try:
+        outcome = signup.confirm(db.session, message_id, visitor.visit(), _settings().server_name)
+    except signup.NotConfirmable:
+        return _bad_link(TokenError(expired=False), Purpose.CONFIRM, token)
+    links = current_app.extensions["mailer.delivery"].links
+    return Response(
+        render_template(
+            "web/public/confirmed.html", preferences_url=links.preferences(outcome.subscriber_id)
+        )
+    )
+
+
+@bp.post("/confirm/resend")
+@limiter.limit(lambda: _settings().resend_rate_limit, scope="resend-ip")
+def resend() -> Response:
+    token = str(request.form.get("token", ""))[:1024]
+    try:
+        payload = _tokens().loads(Purpose.CONFIRM, token)
+    except TokenError as exc:
+        if not (exc.expired and isinstance(exc.payload, dict)):
+            return _bad_link(exc, Purpose.CONFIRM, token)
+        payload = exc.payload
+    message_id = payload.get("m")
+    _locale_for(_message_subscriber(message_id))
+    if isinstance(message_id, int):
+        signup.resend_confirmation(
+            db.session, message_id, _settings().confirmation_window, _settings().server_name
+        )
+    # The same answer whether or not a message went out.
+    return Response(render_template("web/public/check_inbox.html", form=None))
+
+
+# --- preferences and unsubscribe -----------------------------------------------------------
+
+
+def _subscriber_from(
+    purpose: Purpose, token: str
+) -> tuple[Subscriber | None, Any, Response | None]:
+    payload, error = _load(purpose, token)
+    if error:
+        return None, None, _bad_link(error, purpose, token)
+    subscriber_id = payload.get("s") if isinstance(payload, dict) else None
+    subscriber = (
+        db.session.get(Subscriber, subscriber_id) if isinstance(subscriber_id, int) else None
+    )
+    if subscriber is None:
+        return None, None, _bad_link(TokenError(expired=False), purpose, token)
+    g.locale = subscriber.locale
+    return subscriber, payload, None
+
+
+def _preferences_page(subscriber: Subscriber, token: str, saved: bool = False) -> Response:
+    html = render_template(
+        "web/public/preferences.html",
+        subscriber=subscriber,
+        subscriptions=subscriber.subscriptions,
+        active=SubscriptionStatus.ACTIVE,
+        token=token,
+        saved=saved,
+    )
+    return Response(html)
+
+
+@bp.get("/preferences/<token>")
+def preferences_page(token: str) -> Response:
+    subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
+    return problem or _preferences_page(subscriber, token)
+
+
+@bp.post("/preferences/<token>")
+@limiter.limit(_signup_limit, scope="preferences-ip")
+def preferences_save(token: str) -> Response:
+    subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
+    if problem:
+        return problem
+    if request.form.get("action") == "unsubscribe_all":
+        preferences.withdraw(
+            db.session, subscriber.id, None, ConsentSource.PREFERENCES, visitor.visit()
+        )
+    else:
+        wanted = {str(s)[:64] for s in request.form.getlist("topics")}
+        preferences.update(db.session, subscriber.id, wanted, visitor.visit())
+    db.session.refresh(subscriber)
+    return _preferences_page(subscriber, token, saved=True)
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> Response:
+    _subscriber, _payload, problem = _subscriber_from(Purpose.UNSUBSCRIBE, token)
+    if problem:
+        return problem
+    return Response(render_template("web/public/unsubscribe.html", token=token))
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt  # RFC 8058: the mail client's POST has no cookies; the signed token is the proof
+@limiter.limit(_signup_limit, scope="unsubscribe-ip")
+def unsubscribe(token: str) -> Response:
+    subscriber, payload, problem = _subscriber_from(Purpose.UNSUBSCRIBE, token)
+    if problem:
+        return problem
+    topics = payload.get("t")
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    preferences.withdraw(
+        db.session,
+        subscriber.id,
+        [str(t) for t in topics] if isinstance(topics, list) else None,
+        ConsentSource.UNSUBSCRIBE,
+        visitor.visit(),
+        evidence={
+            "method": "one_click" if one_click else "unsubscribe_page",
+            "message": payload.get("m"),
+        },
+    )
+    links = current_app.extensions["mailer.delivery"].links
+    # 200 with a page, never a redirect (RFC 8058).
+    return Response(
+        render_template(
+            "web/public/unsubscribed.html", preferences_url=links.preferences(subscriber.id)
+        )
+    )

@@ -1,0 +1,57 @@
+"""What the public views need from a request: the visit as evidence, origins, the body."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app, g, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from mailer.consent.ledger import Visit
+
+
+def visit() -> Visit:
+    return Visit(
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent", "")[:1000] or None,
+        locale=g.get("locale") or current_locale(),
+    )
+
+
+def current_locale() -> str:
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return str(locale) if locale else current_app.config["MAILER"].default_locale
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def body() -> dict[str, Any]:
+    """The submitted fields, from JSON or form data; anything else is a 415."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise UnsupportedMediaType()
+        return data
+    mimetype = request.mimetype
+    if mimetype not in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        raise UnsupportedMediaType()
+    data: dict[str, Any] = {key: request.form.get(key) for key in request.form}
+    data["topics"] = request.form.getlist("topics")
+    return data
+
+
+def address_key() -> str:
+    """Rate-limit key for the address being signed up (list bombing of one victim)."""
+    raw: Any = None
+    if request.is_json:
+        data = request.get_json(silent=True)
+        raw = data.get("email") if isinstance(data, dict) else None
+    else:
+        raw = request.form.get("email")
+    return "address:" + (raw.strip().lower()[:320] if isinstance(raw, str) else "")

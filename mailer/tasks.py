@@ -1,0 +1,47 @@
+"""Enqueueing jobs by dotted path, only after the transaction that made their rows commits.
+
+`mailer` never imports `workers`; the paths below are checked by a test to resolve.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from sqlalchemy.orm import Session
+
+from mailer.database import after_commit
+
+log = logging.getLogger(__name__)
+
+SEND_MESSAGE = "workers.jobs.send_message"
+REQUEUE_PENDING = "workers.jobs.requeue_pending_messages"
+ALL_JOBS = (SEND_MESSAGE, REQUEUE_PENDING)
+
+# Temporary SMTP failures: back off from seconds to an hour; RQ's scheduler runs the retries.
+RETRY = Retry(max=6, interval=[10, 30, 120, 600, 1800, 3600])
+
+_queue: Queue | None = None
+
+
+def configure(queue: Queue) -> None:
+    global _queue
+    _queue = queue
+
+
+def enqueue(path: str, *args: object) -> bool:
+    """Enqueue now. A Redis outage is logged, not raised: the row stays pending and
+    `requeue_pending_messages` (run at every worker start) picks it up."""
+    if _queue is None:
+        raise RuntimeError("mailer.tasks.configure() was not called")
+    try:
+        _queue.enqueue(path, *args, retry=RETRY, job_timeout=120, failure_ttl=7 * 24 * 3600)
+    except RedisError:
+        log.warning("could not enqueue %s%s; it stays pending", path, args)
+        return False
+    return True
+
+
+def send_after_commit(session: Session, message_id: int) -> None:
+    after_commit(session, lambda: enqueue(SEND_MESSAGE, message_id))

@@ -1,0 +1,72 @@
+"""Signed, purpose-salted, expiring tokens for every link we hand out.
+
+A token made for one purpose never verifies for another: each purpose has its own salt.
+Payloads hold ids only; no personal data travels in a URL.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+class Purpose(enum.Enum):
+    CONFIRM = "mailer.confirm.v1"
+    UNSUBSCRIBE = "mailer.unsubscribe.v1"
+    PREFERENCES = "mailer.preferences.v1"
+    RESEND = "mailer.resend.v1"
+    FORM_STARTED = "mailer.form-started.v1"
+
+
+class TokenError(Exception):
+    """The token is unusable; `expired` tells a stale token from a forged or garbled one."""
+
+    def __init__(self, expired: bool, payload: Any = None) -> None:
+        super().__init__("expired" if expired else "invalid")
+        self.expired = expired
+        # For an expired token whose signature is good: lets us offer "send me a new link".
+        self.payload = payload
+
+
+class Tokens:
+    def __init__(self, secret_key: str, max_ages: dict[Purpose, int]) -> None:
+        self._secret = secret_key
+        self._max_ages = max_ages
+
+    def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._secret, salt=purpose.value)
+
+    def dumps(self, purpose: Purpose, payload: Any) -> str:
+        return self._serializer(purpose).dumps(payload)
+
+    def loads(self, purpose: Purpose, token: str, max_age: int | None = None) -> Any:
+        age = max_age if max_age is not None else self._max_ages[purpose]
+        serializer = self._serializer(purpose)
+        if not isinstance(token, str) or len(token) > 1024:
+            raise TokenError(expired=False)
+        try:
+            return serializer.loads(token, max_age=age)
+        except SignatureExpired as exc:
+            payload = None
+            try:
+                payload = serializer.load_payload(exc.payload) if exc.payload else None
+            except BadSignature:
+                payload = None
+            raise TokenError(expired=True, payload=payload) from exc
+        except (BadSignature, UnicodeError, ValueError) as exc:
+            raise TokenError(expired=False) from exc
+
+
+def from_settings(settings: Any) -> Tokens:
+    return Tokens(
+        settings.secret_key,
+        {
+            Purpose.CONFIRM: settings.confirm_max_age,
+            Purpose.UNSUBSCRIBE: settings.unsubscribe_max_age,
+            Purpose.PREFERENCES: settings.preferences_max_age,
+            Purpose.RESEND: settings.confirm_max_age,
+            Purpose.FORM_STARTED: 24 * 3600,
+        },
+    )

@@ -1,0 +1,86 @@
+"""What every page and endpoint shares: error answers, security headers, JSON-or-HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def wants_json() -> bool:
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_response(status: int, errors: dict[str, list[str]], title: str | None = None) -> Response:
+    """One shape for every error: JSON `{"errors": {field: [message]}}`, or a page listing them."""
+    if wants_json():
+        response = jsonify(errors=errors)
+    else:
+        response = Response(
+            render_template("web/error.html", status=status, title=title, errors=errors)
+        )
+    response.status_code = status
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    messages: dict[int, tuple[str, str]] = {
+        400: ("request", _("The request could not be understood.")),
+        404: ("url", _("There is nothing at this address.")),
+        405: ("method", _("This address does not accept that method.")),
+        413: ("body", _("The request is too large.")),
+        415: ("content_type", _("Send the form as form data or as JSON.")),
+    }
+    field, message = messages.get(code, ("request", exc.description or _("Something went wrong.")))
+    return error_response(code, {field: [message]}, title=str(exc.name))
+
+
+def _rate_limited(exc: RateLimitExceeded) -> Response:
+    field = "email" if getattr(exc.limit, "scope", "") == "address" else "request"
+    message = _("Too many attempts. Please wait a while and try again.")
+    response = error_response(429, {field: [message]}, title=_("Too many attempts"))
+    return response
+
+
+def _csrf_error(exc: CSRFError) -> Response:
+    return error_response(
+        400, {"csrf_token": [_("The form has expired. Reload the page and try again.")]}
+    )
+
+
+def _server_error(exc: Any) -> Response:
+    return error_response(500, {"request": [_("Something went wrong on our side. Try again.")]})
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    # Our URLs carry tokens: never leak them to another site through Referer.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(500, _server_error)
+    app.after_request(_security_headers)
+    app.context_processor(lambda: {"current_locale": lambda: str(get_locale() or "en")})
