@@ -193,7 +193,11 @@ def run(host: str, port: int) -> None:
 
 
 def main() -> None:
-    cli(prog_name="mailer")
+    try:
+        cli(prog_name="mailer")
+    except config_module.ConfigError as exc:
+        click.echo(f"mailer: configuration error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -88,11 +88,13 @@ def send(target: SmtpTarget, sender: str, recipient: str, data: bytes) -> None:
             client.sendmail(sender, [rcpt], data, mail_options=options)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
-        raise SendError(_reply(reply), permanent=500 <= code < 600, code=code) from exc
+        raise SendError(f"{code} {_reply(reply)}", permanent=500 <= code < 600, code=code) from exc
     except smtplib.SMTPDataError as exc:
         # The server read the message and refused it for this recipient.
         raise SendError(
-            _reply(exc.smtp_error), permanent=500 <= exc.smtp_code < 600, code=exc.smtp_code
+            f"{exc.smtp_code} {_reply(exc.smtp_error)}",
+            permanent=500 <= exc.smtp_code < 600,
+            code=exc.smtp_code,
         ) from exc
     except smtplib.SMTPResponseException as exc:
         # Auth or sender refused: our configuration, not the address. Retry, never suppress.

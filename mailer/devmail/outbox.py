@@ -42,7 +42,7 @@ class Outbox:
     def list(self, limit: int = 200) -> list[Summary]:
         box = self._maildir()
         items = []
-        for key in box:
+        for key in box.keys():  # noqa: SIM118 - iterating a Maildir yields messages, not keys
             msg = _parse(box.get_bytes(key))
             items.append(
                 Summary(

@@ -1,0 +1,44 @@
+"""Jobs are enqueued by dotted path; every path must resolve, and lost jobs are recovered."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from mailer import tasks
+from mailer.database import utcnow
+from mailer.delivery.models import MessageStatus, OutboundMessage
+from mailer.extensions import jobs
+
+
+@pytest.mark.parametrize("path", tasks.ALL_JOBS)
+def test_every_job_path_resolves(path):
+    module, _, name = path.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_a_job_lost_with_redis_data_is_sent_by_the_requeue_sweep(app, client, session, work, inbox):
+    from tests.factories import make_form
+
+    make_form(session)
+    client.post(
+        "/subscribe/news",
+        json={"email": "ann@example.com", "consent": True},
+        headers={"Origin": "https://shop.example"},
+    )
+    with app.app_context():
+        jobs.redis.flushdb()  # Redis lost its data before a worker took the job
+    assert work() == 0 and inbox.messages() == []
+
+    session.execute(update(OutboundMessage).values(created_at=utcnow() - timedelta(hours=1)))
+    session.commit()
+    with app.app_context():
+        tasks.enqueue(tasks.REQUEUE_PENDING)
+    work()  # the sweep re-enqueues ...
+    work()  # ... and the send runs
+    assert inbox.only()["Subject"] == "Please confirm your subscription"
+    session.expire_all()
+    assert session.get(OutboundMessage, 1).status is MessageStatus.SENT
