@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import config as config_module
 from mailer import tasks, tokens
@@ -40,11 +41,21 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=24 * 3600,
         RATELIMIT_STORAGE_URI=settings.limiter_storage_uri,
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis down must not take sign-ups down with it: count in memory meanwhile.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=True,
         RATELIMIT_ENABLED=settings.extra.get("rate_limits", True),
         BABEL_DEFAULT_LOCALE=settings.default_locale,
         BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "mailer" / "translations"),
         PREFERRED_URL_SCHEME="https" if settings.base_url.startswith("https") else "http",
     )
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app,
+            x_for=settings.proxy_count,
+            x_proto=settings.proxy_count,
+            x_host=settings.proxy_count,
+        )
     db.init_app(app, settings)
     jobs.init_app(app, settings)
     tasks.configure(app.extensions["mailer.queue"])

@@ -112,6 +112,12 @@ def worker(burst: bool) -> None:
     importlib.import_module("workers.main").run(current_app._get_current_object(), burst=burst)
 
 
+@cli.command("cron")
+def cron() -> None:
+    """Run RQ's cron scheduler for periodic jobs (one per deployment is enough)."""
+    importlib.import_module("workers.cron").run(current_app._get_current_object())
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -147,7 +153,7 @@ def run(host: str, port: int) -> None:
     settings.instance_path.mkdir(parents=True, exist_ok=True)
     redis_proc = None
     catcher = None
-    worker_proc = None
+    children: list[subprocess.Popen] = []
     try:
         if settings.redis_embedded:
             redis_proc = embedded.start_redis(
@@ -158,7 +164,8 @@ def run(host: str, port: int) -> None:
         migrate.upgrade(settings.database_url)
         forms.ensure_demo(db.session, _origin(settings.base_url))
         login = _first_admin(settings)
-        worker_proc = subprocess.Popen([sys.executable, "-m", "mailer.cli", "worker"])
+        for command in ("worker", "cron"):
+            children.append(subprocess.Popen([sys.executable, "-m", "mailer.cli", command]))
         base = f"http://{host}:{port}"
         click.echo(
             "\nmailer is running\n"
@@ -182,9 +189,10 @@ def run(host: str, port: int) -> None:
             use_debugger=False,
         )
     finally:
-        if worker_proc is not None:
-            worker_proc.terminate()
-            worker_proc.wait(timeout=20)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=20)
         if catcher is not None:
             catcher.stop()
         if redis_proc is not None:

@@ -83,6 +83,8 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_path: str = ""
     node_binary: str = "node"
+    # Reverse proxies in front of the app whose X-Forwarded-* headers we trust (IPs, scheme).
+    proxy_count: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -165,5 +167,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
         dkim_selector=env.get("MAILER_DKIM_SELECTOR", ""),
         dkim_key_path=env.get("MAILER_DKIM_PRIVATE_KEY", ""),
         node_binary=env.get("MAILER_NODE", "node"),
+        proxy_count=_int(env, "MAILER_PROXY_COUNT", 0),
         extra={"secure_cookies": _bool(env, "MAILER_SECURE_COOKIES", production)},
     )

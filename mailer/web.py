@@ -40,13 +40,14 @@ def _http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
     messages: dict[int, tuple[str, str]] = {
         400: ("request", _("The request could not be understood.")),
+        403: ("request", _("You are not allowed to do that.")),
         404: ("url", _("There is nothing at this address.")),
         405: ("method", _("This address does not accept that method.")),
         413: ("body", _("The request is too large.")),
         415: ("content_type", _("Send the form as form data or as JSON.")),
     }
-    field, message = messages.get(code, ("request", exc.description or _("Something went wrong.")))
-    return error_response(code, {field: [message]}, title=str(exc.name))
+    field, message = messages.get(code, ("request", _("Something went wrong.")))
+    return error_response(code, {field: [message]}, title=_("Something went wrong"))
 
 
 def _rate_limited(exc: RateLimitExceeded) -> Response:

@@ -42,3 +42,13 @@ def test_a_job_lost_with_redis_data_is_sent_by_the_requeue_sweep(app, client, se
     assert inbox.only()["Subject"] == "Please confirm your subscription"
     session.expire_all()
     assert session.get(OutboundMessage, 1).status is MessageStatus.SENT
+
+
+def test_cron_schedules_the_sweep_on_our_queue(app):
+    from workers import cron
+
+    scheduler = cron.scheduler(app)
+    with app.app_context():
+        enqueued = scheduler.enqueue_jobs()
+        assert [job.func_name for job in enqueued] == ["workers.jobs.requeue_pending_messages"]
+        assert jobs.queue.count == 1

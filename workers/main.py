@@ -7,7 +7,6 @@ import logging
 from flask import Flask
 from rq import Worker
 
-from mailer import tasks
 from mailer.extensions import jobs
 
 
@@ -16,5 +15,4 @@ def run(app: Flask, burst: bool = False) -> bool:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with app.app_context():
         worker = Worker([jobs.queue], connection=jobs.redis)
-        tasks.enqueue(tasks.REQUEUE_PENDING)
         return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")

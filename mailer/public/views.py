@@ -16,6 +16,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from mailer.consent.models import ConsentSource
+from mailer.delivery.models import OutboundMessage
 from mailer.extensions import csrf, db, limiter
 from mailer.public import visitor
 from mailer.subscribers import preferences, signup
@@ -27,6 +28,7 @@ from mailer.web import error_response, wants_json
 bp = Blueprint("public", __name__)
 
 HONEYPOT = "website"
+SIGNUP_ARGS = SignupArgs()
 
 
 def _settings():
@@ -40,7 +42,7 @@ def _tokens():
 def _form_or_404(slug: str) -> Form:
     form = db.session.scalar(select(Form).where(Form.slug == slug[:64]))
     if form is None or not form.versions:
-        abort(404)
+        abort(error_response(404, {"form": [_("There is no sign-up form at this address.")]}))
     if form.locale:
         g.locale = form.locale
     return form
@@ -66,7 +68,6 @@ def _render_form(
         errors=errors or {},
         values=values or {},
         honeypot=HONEYPOT,
-        embed=_embed_snippet(form),
     )
     return Response(html, status=status)
 
@@ -105,7 +106,7 @@ def subscribe(slug: str) -> Response:
     if data.get(HONEYPOT):
         return _accepted(form)  # a bot: say the same as always, do nothing
     try:
-        args = SignupArgs().load({k: v for k, v in data.items() if k in SignupArgs().fields})
+        args = SIGNUP_ARGS.load({k: v for k, v in data.items() if k in SIGNUP_ARGS.fields})
     except ValidationError as exc:
         return _invalid(form, messages(exc.messages), data)
     req = signup.SignupRequest(
@@ -163,9 +164,9 @@ def _check_provenance(form: Form, data: dict[str, Any]) -> Response | None:
 
 def _accepted(form: Form) -> Response:
     if wants_json():
-        return Response(
-            jsonify(status="pending").get_data(), status=202, mimetype="application/json"
-        )
+        response = jsonify(status="pending")
+        response.status_code = 202
+        return response
     return Response(render_template("web/public/check_inbox.html", form=form))
 
 
@@ -204,8 +205,6 @@ def _locale_for(subscriber_id: int | None) -> None:
 
 
 def _message_subscriber(message_id: Any) -> int | None:
-    from mailer.delivery.models import OutboundMessage
-
     if not isinstance(message_id, int):
         return None
     message = db.session.get(OutboundMessage, message_id)

@@ -71,17 +71,34 @@ class SignupArgs(Schema):
             "invalid": _l("Enter a valid email address, like name@example.com."),
         },
     )
-    name = PersonName(load_default="", validate=validate.Length(max=1000))
+    name = PersonName(
+        load_default="",
+        validate=validate.Length(
+            max=1000, error=_l("The name is too long (200 characters at most).")
+        ),
+        error_messages={
+            "invalid": _l("The name must be text."),
+            "null": _l("The name must be text."),
+        },
+    )
     topics = fields.List(
-        fields.String(validate=validate.Length(min=1, max=64)),
+        fields.String(
+            validate=validate.Length(min=1, max=64, error=_l("Unknown topic.")),
+            error_messages={"invalid": _l("Unknown topic.")},
+        ),
         load_default=list,
-        validate=validate.Length(max=50),
+        validate=validate.Length(max=50, error=_l("Too many topics.")),
+        error_messages={
+            "invalid": _l("Topics must be a list of topic names."),
+            "null": _l("Topics must be a list of topic names."),
+        },
     )
     consent = fields.Boolean(
         required=True,
         validate=_must_consent,
         error_messages={
             "required": _l("Please tick the box to give your consent."),
+            "null": _l("Please tick the box to give your consent."),
             "invalid": _l("Please tick the box to give your consent."),
         },
     )
