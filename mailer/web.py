@@ -47,7 +47,12 @@ def _http_error(exc: HTTPException) -> Response:
         415: ("content_type", _("Send the form as form data or as JSON.")),
     }
     field, message = messages.get(code, ("request", _("Something went wrong.")))
-    return error_response(code, {field: [message]}, title=_("Something went wrong"))
+    response = error_response(code, {field: [message]}, title=_("Something went wrong"))
+    # Keep what the exception says in headers (Allow on a 405, WWW-Authenticate, ...).
+    for key, value in exc.get_headers():
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response
 
 
 def _rate_limited(exc: RateLimitExceeded) -> Response:

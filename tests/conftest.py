@@ -82,6 +82,15 @@ def database_url(template_database: str, tmp_path: Path) -> str:
     engine = create_engine(template_database)
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
+        # A test that leaked a connection must not hang every test after it: end those
+        # connections (their tests are over), and never wait long for a lock.
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        conn.execute(text("SET lock_timeout = '20s'"))
         # The append-only triggers stay in force for the app; only this cleanup bypasses them.
         conn.execute(text("SET session_replication_role = replica"))
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

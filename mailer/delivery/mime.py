@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from mailer.database import utcnow
+from mailer.delivery.addresses import wire_address
 
 # Header values come from people (names) and marketers (subjects): refuse, never fold, CR/LF.
 _FORBIDDEN = str.maketrans("", "", "\r\n\x00")
@@ -38,20 +39,24 @@ class Envelope:
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
-# Long header values (token URLs) stay whole instead of becoming RFC 2047 encoded words,
-# which mail clients would not read as a List-Unsubscribe URL.
-POLICY = policy.SMTPUTF8.clone(max_line_length=998)
+# Plain SMTP policy: non-ASCII names become RFC 2047 encoded words any reader decodes. Long
+# header values (token URLs) stay whole instead of being folded into encoded words, which mail
+# clients would not read as a List-Unsubscribe URL. SMTPUTF8 only for non-ASCII local parts.
+ASCII_POLICY = policy.SMTP.clone(max_line_length=998)
+UTF8_POLICY = policy.SMTPUTF8.clone(max_line_length=998)
+
+
+def _address(name: str, addr: str) -> Address:
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=_clean(name, "name"), username=local, domain=domain)
 
 
 def build(envelope: Envelope, text: str, html: str) -> EmailMessage:
-    msg = EmailMessage(policy=POLICY)
-    name, addr = parseaddr(_clean(envelope.sender, "From"))
-    local, _, domain = addr.partition("@")
-    msg["From"] = Address(display_name=name, username=local, domain=domain)
-    to_local, _, to_domain = envelope.to_email.rpartition("@")
-    msg["To"] = Address(
-        display_name=_clean(envelope.to_name, "name"), username=to_local, domain=to_domain
-    )
+    to_addr, utf8 = wire_address(envelope.to_email)
+    msg = EmailMessage(policy=UTF8_POLICY if utf8 else ASCII_POLICY)
+    from_name, from_addr = parseaddr(_clean(envelope.sender, "From"))
+    msg["From"] = _address(from_name, from_addr)
+    msg["To"] = _address(envelope.to_name, to_addr)
     msg["Subject"] = _clean(envelope.subject, "subject")
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = f"<{_clean(envelope.message_id, 'Message-ID')}>"
@@ -67,3 +72,20 @@ def build(envelope: Envelope, text: str, html: str) -> EmailMessage:
     msg.set_content(text, cte="quoted-printable")
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
     return msg
+
+
+def serialize(msg: EmailMessage) -> bytes:
+    """The message's bytes, refused if the header block holds a header we did not set.
+
+    Python's email package decodes RFC 2047 words while refolding address headers, so a
+    display name like `=?utf-8?q?Eve=0D=0ABcc:...?=` can come out as a real line break
+    (fixed upstream by verify_generated_headers in 3.11.10/3.12.5). Checking the output
+    catches that and any other way a value could smuggle a header in.
+    """
+    data = msg.as_bytes()
+    head = data.split(b"\r\n\r\n", 1)[0]
+    starts = [line for line in head.split(b"\r\n") if line and not line[:1].isspace()]
+    expected = len(msg.keys())
+    if len(starts) != expected or any(b":" not in line for line in starts):
+        raise HeaderInjection("a header value produced extra header lines")
+    return data

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from email_validator import EmailNotValidError, validate_email
+from mailer.delivery.addresses import wire_address
 
 
 class SendError(Exception):
@@ -53,20 +53,9 @@ class SmtpTarget:
         return f"SmtpTarget({self.host}:{self.port}, tls={self.implicit_tls or self.starttls})"
 
 
-def envelope_address(address: str) -> tuple[str, bool]:
-    """The address as the SMTP envelope wants it, and whether SMTPUTF8 is needed."""
-    try:
-        info = validate_email(address, check_deliverability=False)
-    except EmailNotValidError:
-        return address, not address.isascii()
-    if info.ascii_email:
-        return info.ascii_email, False
-    return info.normalized, True
-
-
 def send(target: SmtpTarget, sender: str, recipient: str, data: bytes) -> None:
     """Send one message over one connection. Raises `SendError`."""
-    rcpt, utf8 = envelope_address(recipient)
+    rcpt, utf8 = wire_address(recipient)
     try:
         if target.implicit_tls:
             client: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -6,6 +6,7 @@ cannot confirm or unsubscribe anyone; every change is a POST.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ bp = Blueprint("public", __name__)
 
 HONEYPOT = "website"
 SIGNUP_ARGS = SignupArgs()
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def _settings():
@@ -40,7 +42,9 @@ def _tokens():
 
 
 def _form_or_404(slug: str) -> Form:
-    form = db.session.scalar(select(Form).where(Form.slug == slug[:64]))
+    form = None
+    if SLUG.match(slug):
+        form = db.session.scalar(select(Form).where(Form.slug == slug))
     if form is None or not form.versions:
         abort(error_response(404, {"form": [_("There is no sign-up form at this address.")]}))
     if form.locale:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, request
+from flask import abort, current_app, g, request
+from flask_babel import gettext as _
 from werkzeug.exceptions import UnsupportedMediaType
 
 from mailer.consent.ledger import Visit
+from mailer.web import error_response
 
 
 def visit() -> Visit:
@@ -34,9 +36,12 @@ def origin_of(url: str) -> str:
 def body() -> dict[str, Any]:
     """The submitted fields, from JSON or form data; anything else is a 415."""
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes; still the sender's fault
+            data = None
         if not isinstance(data, dict):
-            raise UnsupportedMediaType()
+            abort(error_response(400, {"body": [_("Send a JSON object with the form's fields.")]}))
         return data
     mimetype = request.mimetype
     if mimetype not in {"application/x-www-form-urlencoded", "multipart/form-data"}:
@@ -50,7 +55,10 @@ def address_key() -> str:
     """Rate-limit key for the address being signed up (list bombing of one victim)."""
     raw: Any = None
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:
+            data = None
         raw = data.get("email") if isinstance(data, dict) else None
     else:
         raw = request.form.get("email")

@@ -46,7 +46,11 @@ class PersonName(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in text):
+        # Control and format characters, lone surrogates, and RFC 2047 encoded words, which
+        # Python's email package would decode back into line breaks in a header.
+        if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Zl", "Zp"} for ch in text) or (
+            "=?" in text and "?=" in text
+        ):
             raise self.make_error("control")
         text = " ".join(text.split())
         if len(text) > 200:
@@ -83,7 +87,9 @@ class SignupArgs(Schema):
     )
     topics = fields.List(
         fields.String(
-            validate=validate.Length(min=1, max=64, error=_l("Unknown topic.")),
+            validate=validate.Regexp(
+                r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", error=_l("Unknown topic.")
+            ),
             error_messages={"invalid": _l("Unknown topic.")},
         ),
         load_default=list,

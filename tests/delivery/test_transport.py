@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 from aiosmtpd.controller import Controller
+from rq import SimpleWorker
 from sqlalchemy import func, select, update
 
 from mailer.consent.models import ConsentEvent
 from mailer.delivery import transport
 from mailer.delivery.models import MessageStatus, OutboundMessage, Suppression
-from mailer.extensions import jobs
+from mailer.extensions import db, jobs
 from mailer.subscribers.models import Subscriber
 from tests.conftest import SMTP_PORTS
 from tests.factories import make_form
@@ -83,14 +84,11 @@ def test_permanent_refusal_fails_the_message_and_suppresses(make_settings, make_
     app = make_app(make_settings(MAILER_SMTP_URL=f"smtp://127.0.0.1:{refusing_smtp}"))
     client = app.test_client()
     with app.app_context():
-        from mailer.extensions import db
-
         make_form(db.session)
         assert _signup(client, "bounce@example.com").status_code == 202
-        from rq import SimpleWorker
-
         SimpleWorker([jobs.queue], connection=jobs.redis).work(burst=True)
-        session = db.sessionmaker()
+        session = db.session  # closed with the app context
+        session.expire_all()
         message = session.scalar(select(OutboundMessage))
         assert message.status is MessageStatus.FAILED and "550" in message.error
         assert session.scalar(select(Suppression.email)) == "bounce@example.com"
@@ -98,6 +96,7 @@ def test_permanent_refusal_fails_the_message_and_suppresses(make_settings, make_
         session.execute(update(Subscriber).values(confirmation_sent_at=None))
         session.commit()
         assert _signup(client, "bounce@example.com").status_code == 202
+        session.expire_all()
         assert session.scalar(select(func.count()).select_from(OutboundMessage)) == 1
         assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 2
 
@@ -106,14 +105,11 @@ def test_temporary_refusal_is_retried_later(make_settings, make_app, refusing_sm
     app = make_app(make_settings(MAILER_SMTP_URL=f"smtp://127.0.0.1:{refusing_smtp}"))
     client = app.test_client()
     with app.app_context():
-        from rq import SimpleWorker
-
-        from mailer.extensions import db
-
         make_form(db.session)
         _signup(client, "later@example.com")
         SimpleWorker([jobs.queue], connection=jobs.redis).work(burst=True)
-        session = db.sessionmaker()
+        session = db.session  # closed with the app context
+        session.expire_all()
         message = session.scalar(select(OutboundMessage))
         assert message.status is MessageStatus.PENDING and "451" in message.error
         assert message.attempts == 1
