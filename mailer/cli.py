@@ -19,6 +19,7 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
+from mailer.emails import mjml
 from mailer.extensions import db
 from mailer.subscribers import forms
 
@@ -108,6 +109,7 @@ def demo() -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker (run as many as you like, on as many machines as you like)."""
+    mjml.require_node(_settings().node_binary)
     # Imported by path: the mailer package never imports workers.
     importlib.import_module("workers.main").run(current_app._get_current_object(), burst=burst)
 
@@ -150,6 +152,7 @@ def run(host: str, port: int) -> None:
     from mailer.devmail.catcher import Catcher
 
     settings = _settings()
+    mjml.require_node(settings.node_binary)
     settings.instance_path.mkdir(parents=True, exist_ok=True)
     redis_proc = None
     catcher = None
@@ -205,6 +208,9 @@ def main() -> None:
         cli(prog_name="mailer")
     except config_module.ConfigError as exc:
         click.echo(f"mailer: configuration error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except mjml.MjmlUnavailable as exc:
+        click.echo(f"mailer: {exc}", err=True)
         raise SystemExit(2) from None
 
 

@@ -92,6 +92,13 @@ def test_production_refuses_missing_secrets(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_worker_without_node_says_what_to_install(cli_env):
+    result = _mailer({**cli_env, "MAILER_NODE": "node-that-is-not-installed"}, "worker", "--burst")
+    assert result.returncode == 2
+    assert "Node.js 20 or newer" in result.stderr and "apt-get install nodejs" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_mailer_run_starts_everything_on_embedded_defaults(tmp_path, db_kind):
     """Command 1: SQLite, embedded Redis, the catcher with its Outbox, one worker, the web app."""
     if db_kind != "sqlite":

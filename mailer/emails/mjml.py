@@ -50,8 +50,10 @@ class Compiled:
     version: str
 
 
-def compile_mjml(source: str, node: str = "node") -> Compiled:
-    """Compile strictly: any validation error is an `MjmlError` with line numbers."""
+def require_node(node: str = "node") -> str:
+    """The path of a Node.js that can run the compiler; `MjmlUnavailable` says what to install.
+
+    Workers call this at start, so a missing Node is one clear line, not a failed job."""
     node_path = shutil.which(node)
     if node_path is None:
         raise MjmlUnavailable(
@@ -60,6 +62,12 @@ def compile_mjml(source: str, node: str = "node") -> Compiled:
         )
     if not (ROOT / "node_modules" / "mjml" / "package.json").exists():
         raise MjmlUnavailable(f"The mjml npm package is not installed: run `npm ci` in {ROOT}.")
+    return node_path
+
+
+def compile_mjml(source: str, node: str = "node") -> Compiled:
+    """Compile strictly: any validation error is an `MjmlError` with line numbers."""
+    node_path = require_node(node)
     proc = subprocess.run(
         [node_path, str(SCRIPT)],
         input=json.dumps({"mjml": source, "validationLevel": "strict"}),
