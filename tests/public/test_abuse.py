@@ -6,32 +6,17 @@ import re
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mailer.consent.models import ConsentEvent, ConsentEventType
-from mailer.delivery.models import OutboundMessage
-from mailer.subscribers.models import Subscriber
 from mailer.tokens import Purpose
 from tests.conftest import form_tokens
 from tests.factories import make_form
 from tests.inbox import text_of
+from tests.public.expect import nothing_written
 
 ORIGIN = {"Origin": "https://shop.example"}
 JSON_ANSWER = {"Accept": "application/json"}
-
-
-def _counts(session) -> tuple[int, int, int]:
-    session.expire_all()
-    return tuple(
-        session.scalar(select(func.count()).select_from(model))
-        for model in (Subscriber, ConsentEvent, OutboundMessage)
-    )
-
-
-def _assert_nothing_written(session, work, inbox) -> None:
-    assert _counts(session) == (0, 0, 0), "nothing may be written"
-    work()
-    assert inbox.messages() == [], "nothing may be sent"
 
 
 def _requested(session) -> list[ConsentEvent]:
@@ -87,7 +72,7 @@ def test_honeypot_answers_like_success_but_does_nothing(client, session, work, i
         json={"email": "victim@example.com", "consent": True, "website": "x"},
         headers=ORIGIN,
     )
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
     human = client.post(
         "/subscribe/news",
@@ -116,7 +101,7 @@ def test_honeypot_even_with_bad_fields_gives_nothing_away(client, session, work,
         headers=ORIGIN,
     )
     assert bot.status_code == 202 and bot.get_json() == {"status": "pending"}
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 # --- minimum fill time ---------------------------------------------------------------------
@@ -141,7 +126,7 @@ def test_form_sent_too_fast_is_refused(make_settings, make_app, session, work, i
         headers=JSON_ANSWER,
     )
     assert as_json.status_code == 400 and "started" in _errors(as_json)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 @pytest.mark.parametrize("started", ["", "garbage", "1700000000"])
@@ -158,7 +143,7 @@ def test_missing_or_forged_start_time_is_refused(
         headers=JSON_ANSWER,
     )
     assert response.status_code == 400 and "started" in _errors(response)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_form_filled_at_human_speed_is_accepted(make_settings, make_app, session, work, inbox):
@@ -193,7 +178,7 @@ def test_form_post_without_token_or_origin_is_403(client, session, work, inbox):
         headers=JSON_ANSWER,
     )
     assert as_json.status_code == 403 and "origin" in _errors(as_json)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 @pytest.mark.parametrize("token", ["wrong", "IjEyMyI.ZZZZZZ.abcdefghijklmnop", "x" * 5000])
@@ -212,7 +197,7 @@ def test_form_post_with_wrong_csrf_token_is_400(client, session, work, inbox, to
         headers={**ORIGIN, **JSON_ANSWER},
     )
     assert as_json.status_code == 400 and "csrf_token" in _errors(as_json)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_csrf_token_from_another_browser_is_refused(app, session, work, inbox):
@@ -224,7 +209,7 @@ def test_csrf_token_from_another_browser_is_refused(app, session, work, inbox):
         "/subscribe/news", data={**stolen, "email": "ann@example.com", "consent": "true"}
     )
     assert response.status_code == 400 and "csrf_token" in _html_errors(response)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +233,7 @@ def test_json_from_an_origin_not_on_the_list_is_403(client, session, work, inbox
     assert "origin" in _errors(response)
     no_origin = client.post("/subscribe/news", json={"email": "ann@example.com", "consent": True})
     assert no_origin.status_code == 403 and "origin" in _errors(no_origin)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_embed_snippet_post_from_an_allowed_origin_is_accepted(client, session, work, inbox):
@@ -385,7 +370,7 @@ def test_name_with_line_breaks_is_refused(client, session, work, inbox, name):
         data={**_page_tokens(client), "email": "eve@example.com", "consent": "true", "name": name},
     )
     assert page.status_code == 400 and "name" in _html_errors(page)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 # Every header a confirmation email has; the sink adds the two X-Catcher ones.

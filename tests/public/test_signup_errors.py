@@ -7,13 +7,12 @@ import re
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from mailer.consent.models import ConsentEvent
-from mailer.delivery.models import OutboundMessage
 from mailer.subscribers.models import Form, Subscriber
 from tests.conftest import form_tokens
 from tests.factories import make_form
+from tests.public.expect import counts, nothing_written
 
 ORIGIN = {"Origin": "https://shop.example"}
 JSON_ANSWER = {"Accept": "application/json"}
@@ -21,20 +20,6 @@ FIELDS = {"email", "name", "topics", "consent"}
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _counts(session) -> tuple[int, int, int]:
-    session.expire_all()
-    return tuple(
-        session.scalar(select(func.count()).select_from(model))
-        for model in (Subscriber, ConsentEvent, OutboundMessage)
-    )
-
-
-def _assert_nothing_written(session, work, inbox) -> None:
-    assert _counts(session) == (0, 0, 0), "a refused sign-up must not write anything"
-    work()
-    assert inbox.messages() == [], "a refused sign-up must not send anything"
 
 
 def _post_json(client, payload, slug="news", **headers):
@@ -201,7 +186,7 @@ def test_json_bad_field_is_named_and_nothing_is_written(
     assert response.mimetype == "application/json"
     errors = _errors(response)
     assert field in errors, errors
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_json_several_bad_fields_are_all_named(client, session, work, inbox):
@@ -209,7 +194,7 @@ def test_json_several_bad_fields_are_all_named(client, session, work, inbox):
     response = _post_json(client, {"email": "nope", "consent": "no", "name": "a\nb"})
     assert response.status_code == 400
     assert {"email", "consent", "name"} <= set(_errors(response))
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_idn_domain_is_stored_normalised_and_mailed_in_punycode(client, session, work, inbox):
@@ -292,7 +277,7 @@ def test_html_form_is_shown_again_with_the_message_next_to_the_field(
     assert 'name="csrf_token"' in html and 'name="started"' in html
     email_input = re.search(r'<input id="email"[^>]*>', html, re.S).group(0)
     assert f'value="{kept}"' in email_input
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 # --- the request itself is wrong -----------------------------------------------------------
@@ -318,7 +303,7 @@ def test_wrong_content_type_is_415(client, session, work, inbox, body, content_t
     # A person posting from a page gets a page that says the same.
     page = client.post("/subscribe/news", data=body, headers={**ORIGIN, "Content-Type": "x/y"})
     assert page.status_code == 415 and "content_type" in _html_errors(page)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 @pytest.mark.parametrize(
@@ -346,7 +331,7 @@ def test_malformed_json_is_a_client_error(client, session, work, inbox, body):
     assert 400 <= response.status_code < 500, response.status_code
     errors = _errors(response)
     assert {"content_type", "body", "request"} & set(errors), errors
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 @pytest.mark.parametrize("kind", ["json", "form", "multipart"])
@@ -369,7 +354,7 @@ def test_oversized_body_is_413(client, session, work, inbox, kind):
         )
     assert response.status_code == 413
     assert "body" in _errors(response)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_body_limit_follows_the_setting(make_settings, make_app, session, work, inbox):
@@ -382,7 +367,7 @@ def test_body_limit_follows_the_setting(make_settings, make_app, session, work, 
         headers={**ORIGIN},
     )
     assert response.status_code == 413 and "body" in _errors(response)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 NOT_FOUND_FIELDS = {"form", "url"}
@@ -403,7 +388,7 @@ def test_unknown_form_is_404(client, session, work, inbox, slug):
     )
     assert posted.status_code == 404 and NOT_FOUND_FIELDS & _html_errors(posted)
     assert client.get(f"/subscribe/{slug}/embed").status_code == 404
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
@@ -417,7 +402,7 @@ def test_wrong_method_is_405(client, session, work, inbox, method):
     )
     assert response.status_code == 405
     assert "method" in _errors(response)
-    _assert_nothing_written(session, work, inbox)
+    nothing_written(session, work, inbox)
 
 
 def test_405_says_which_methods_are_allowed(client, session):
@@ -529,7 +514,7 @@ def test_any_input_gets_a_considered_answer(
         make_form(session, topics=("news", "offers"))
         session.commit()
 
-    before = _counts(session)
+    before = counts(session)
     headers = {**ORIGIN, **JSON_ANSWER}
     if as_json:
         payload = {**extra, **json_payload}
@@ -551,4 +536,4 @@ def test_any_input_gets_a_considered_answer(
     if response.status_code == 400:
         named = set(errors) & (set(payload) | FIELDS)
         assert named, (errors, sorted(payload))
-    assert _counts(session) == before, "a refused sign-up must not write anything"
+    assert counts(session) == before, "a refused sign-up must not write anything"
