@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -23,6 +32,7 @@ def _load_user(user_id: str) -> User | None:
 
 
 login_manager.login_view = "accounts.login"
+login_manager.session_protection = "strong"
 
 
 class LoginForm(FlaskForm):
@@ -49,7 +59,8 @@ def login() -> Response | str:
         if user is not None:
             user.last_login_at = utcnow()
             db.session.commit()
-            login_user(user)  # Flask-Login regenerates the session identifier
+            session.clear()  # nothing from before the login carries over (fixation)
+            login_user(user)
             return redirect(_safe_next(request.args.get("next")))
         error = _("Wrong email or password.")
     elif request.method == "POST":

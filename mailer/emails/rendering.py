@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from jinja2 import Template
+from jinja2 import Environment, Template
 from sqlalchemy.orm import Session
 
 from mailer.config import ROOT
@@ -29,15 +29,15 @@ class Rendered:
 
 
 @functools.lru_cache(maxsize=64)
-def _html_template(html: str) -> Template:
+def _html_template(env: Environment, html: str) -> Template:
     # Autoescaped: Flask's environment escapes templates without a file name.
-    return current_app.jinja_env.from_string(html)
+    return env.from_string(html)
 
 
 def render(session: Session, name: str, locale: str, context: dict[str, Any]) -> Rendered:
     source = (EMAIL_DIR / name / "body.mjml").read_text(encoding="utf-8")
     node = current_app.config["MAILER"].node_binary
-    html_template = _html_template(compiled_html(session, source, node))
+    html_template = _html_template(current_app.jinja_env, compiled_html(session, source, node))
     context = {**context, "lang": locale}
     with force_locale(locale):
         subject = render_template(f"email/{name}/subject.txt", **context)

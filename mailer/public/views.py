@@ -124,6 +124,8 @@ def subscribe(slug: str) -> Response:
         signup.request_subscription(
             db.session, req, _settings().confirmation_window, _settings().server_name
         )
+    except signup.NoTopicChosen:
+        return _invalid(form, {"topics": [_("Choose at least one topic.")]}, data)
     except signup.UnknownTopics as exc:
         return _invalid(
             form, {"topics": [_("Unknown topic: %(slugs)s", slugs=", ".join(exc.slugs))]}, data

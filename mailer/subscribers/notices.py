@@ -23,7 +23,13 @@ from mailer.delivery.sender import Sender
 from mailer.delivery.transport import SendError
 from mailer.emails import rendering
 from mailer.subscribers.links import Links
-from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus, Topic
+from mailer.subscribers.models import (
+    Form,
+    Subscriber,
+    SubscriberStatus,
+    SubscriptionStatus,
+    Topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,9 @@ def send(session: Session, message_id: int, sender: Sender, links: Links) -> Mes
         }
         if not pending & set(topic_slugs):
             return _finish(session, message, MessageStatus.SKIPPED, "nothing left to confirm")
+
+    if message.kind is MessageKind.WELCOME and subscriber.status is not SubscriberStatus.ACTIVE:
+        return _finish(session, message, MessageStatus.SKIPPED, "unsubscribed before the welcome")
 
     form = session.get(Form, message.form_id) if message.form_id else None
     topics = session.scalars(select(Topic).where(Topic.slug.in_(topic_slugs))).all()

@@ -24,6 +24,10 @@ from mailer.subscribers.models import (
 )
 
 
+class NoTopicChosen(ValueError):
+    """A form with several topics was sent with none ticked: never assume "all of them"."""
+
+
 class UnknownTopics(ValueError):
     def __init__(self, slugs: list[str]) -> None:
         super().__init__(", ".join(slugs))
@@ -35,7 +39,7 @@ class SignupRequest:
     form_id: int
     email: str  # already validated and normalised
     name: str
-    topic_slugs: list[str]  # empty: every topic of the form
+    topic_slugs: list[str]  # may be empty only when the form has a single topic
     visit: ledger.Visit
 
 
@@ -75,6 +79,8 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
     unknown = sorted(set(req.topic_slugs) - set(by_slug))
     if unknown:
         raise UnknownTopics(unknown)
+    if not req.topic_slugs and len(form.topics) > 1:
+        raise NoTopicChosen(form.slug)
     topics = [by_slug[s] for s in req.topic_slugs] if req.topic_slugs else list(form.topics)
     version = form.current_version
 

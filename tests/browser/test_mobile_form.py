@@ -192,6 +192,8 @@ def test_form_works_without_javascript(phone_without_js, live_server, session):
     response = page.goto("/subscribe/news")
     assert response is not None and response.status == 200
     page.locator("#email").fill("bob@example.com")
+    page.locator("input[name=topics][value=news]").check()
+    page.locator("input[name=topics][value=offers]").check()
     page.locator("input[name=consent]").check()
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()

@@ -250,3 +250,29 @@ def test_consent_text_shown_is_the_one_recorded(client, session):
     assert (
         event.consent_text_sha256 == v2.consent_text_sha256 != form.versions[0].consent_text_sha256
     )
+
+
+def test_a_multi_topic_form_needs_a_topic_ticked(client, session, work, inbox):
+    make_form(session, topics=("news", "offers"))
+    response = client.post(
+        "/subscribe/news",
+        json={"email": "ann@example.com", "consent": True},
+        headers={"Origin": "https://shop.example"},
+    )
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"topics": ["Choose at least one topic."]}}
+    assert _subscriber(session) is None and _events(session) == []
+
+
+def test_no_welcome_for_someone_who_left_before_it_went_out(client, session, work, inbox):
+    make_form(session, welcome=True)
+    _signup(client)
+    work()
+    confirmation = inbox.only()
+    path = link(confirmation, "confirm").removeprefix("http://localhost")
+    csrf = form_tokens(client.get(path).get_data(as_text=True) + 'name="started" value="x"')
+    client.post(path, data={"csrf_token": csrf["csrf_token"]})  # queues the welcome
+    unsubscribe = link(confirmation, "unsubscribe").removeprefix("http://localhost")
+    client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    work()
+    assert [m["Subject"] for m in inbox.messages()] == ["Please confirm your subscription"]
