@@ -19,6 +19,7 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
+from mailer.consent import chain
 from mailer.emails import mjml
 from mailer.extensions import db
 from mailer.subscribers import forms
@@ -96,6 +97,32 @@ def apikey_create(role: str, name: str) -> None:
     row, secret = users.create_api_key(db.session, Role(role), name)
     click.echo(secret)
     click.echo(f"key {row.prefix}... ({row.role.value}) created; it is not shown again", err=True)
+
+
+@cli.group("consent")
+def consent_group() -> None:
+    """The consent ledger."""
+
+
+@consent_group.command("verify")
+def consent_verify() -> None:
+    """Walk the hash chain; exit 1 at the first broken, missing or reordered row."""
+    report = chain.verify(db.session)
+    if report.ok:
+        click.echo(
+            f"ledger OK: {report.checked} events, {report.anchors_checked} anchors checked; "
+            f"head seq {report.head_seq} {report.head_hash}"
+        )
+        return
+    click.echo(f"ledger BROKEN after {report.checked} good events: {report.problem}", err=True)
+    raise SystemExit(1)
+
+
+@consent_group.command("anchor")
+def consent_anchor() -> None:
+    """Record the current head hash with a timestamp, and print it to keep elsewhere."""
+    anchor = chain.record_anchor(db.session)
+    click.echo(f"{anchor.created_at.isoformat()} seq {anchor.seq} {anchor.head_hash}")
 
 
 @cli.command("demo")

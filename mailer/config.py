@@ -6,6 +6,8 @@ production (`MAILER_ENV=production`) the defaults that would be unsafe are refus
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -83,6 +85,8 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_path: str = ""
     node_binary: str = "node"
+    # HMAC key for personal data in the consent ledger's hash chain (see mailer.consent.chain).
+    ledger_key: bytes = b""
     # Reverse proxies in front of the app whose X-Forwarded-* headers we trust (IPs, scheme).
     proxy_count: int = 0
     extra: dict[str, object] = field(default_factory=dict)
@@ -141,10 +145,18 @@ def load(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError("MAILER_BASE_URL must be an https:// URL when MAILER_ENV=production")
 
     host = urlsplit(base_url).hostname or "localhost"
+    secret_key = _secret_key(env, instance, production)
+    # Derived from the secret unless set: set it explicitly before ever rotating the secret, or
+    # events recorded after the rotation no longer link to the same person's earlier ones.
+    ledger_key = (
+        env.get("MAILER_LEDGER_KEY", "").encode()
+        or hmac.new(secret_key.encode(), b"mailer.ledger-key.v1", hashlib.sha256).digest()
+    )
     return Settings(
         env=mode,
         instance_path=instance,
-        secret_key=_secret_key(env, instance, production),
+        secret_key=secret_key,
+        ledger_key=ledger_key,
         database_url=database_url,
         redis_url=redis_url,
         redis_embedded=redis_embedded,

@@ -90,8 +90,9 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, info: dict[str, Any] | None = None) -> sessionmaker[Session]:
+    """`info` is copied into every session: how the ledger key reaches services without Flask."""
+    factory = sessionmaker(bind=engine, expire_on_commit=False, info=info or {})
     event.listen(factory, "after_commit", _run_after_commit)
     event.listen(factory, "after_rollback", _drop_after_commit)
     return factory

@@ -27,7 +27,7 @@ class Database:
 
     def init_app(self, app: Flask, settings: Settings) -> None:
         engine = make_engine(settings.database_url)
-        app.extensions["mailer.db"] = make_sessionmaker(engine)
+        app.extensions["mailer.db"] = make_sessionmaker(engine, {"ledger_key": settings.ledger_key})
         app.teardown_appcontext(self._close)
 
     @property

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 SEND_MESSAGE = "workers.jobs.send_message"
 REQUEUE_PENDING = "workers.jobs.requeue_pending_messages"
-ALL_JOBS = (SEND_MESSAGE, REQUEUE_PENDING)
+ANCHOR_LEDGER = "workers.jobs.anchor_ledger"
+ALL_JOBS = (SEND_MESSAGE, REQUEUE_PENDING, ANCHOR_LEDGER)
 
 # Temporary SMTP failures: back off from seconds to an hour; RQ's scheduler runs the retries.
 RETRY = Retry(max=6, interval=[10, 30, 120, 600, 1800, 3600])

@@ -195,3 +195,34 @@ def _wait_for(url: str, proc: subprocess.Popen) -> None:
         except requests.ConnectionError:
             time.sleep(0.2)
     raise AssertionError("mailer run did not answer within 60 s")
+
+
+def test_consent_verify_and_anchor(cli_env, session, db_kind):
+    from sqlalchemy import text
+
+    from mailer.consent import ledger
+    from mailer.consent.models import ConsentEventType, ConsentSource
+    from mailer.subscribers.models import Subscriber
+
+    ann = Subscriber(email="ann@example.com", locale="en", attributes={})
+    session.add(ann)
+    session.flush()
+    for _ in range(3):
+        ledger.record(session, ConsentEventType.REQUESTED, ann, ["news"], ConsentSource.FORM)
+    session.commit()
+
+    anchor = _mailer(cli_env, "consent", "anchor")
+    assert anchor.returncode == 0 and " seq 3 " in anchor.stdout
+    ok = _mailer(cli_env, "consent", "verify")
+    assert ok.returncode == 0, ok.stderr
+    assert "ledger OK: 3 events, 1 anchors checked" in ok.stdout
+
+    if db_kind == "postgresql":
+        session.execute(text("SET LOCAL session_replication_role = replica"))
+    else:
+        session.execute(text("DROP TRIGGER consent_events_no_update"))
+    session.execute(text("UPDATE consent_events SET topics = '[\"offers\"]' WHERE seq = 2"))
+    session.commit()
+    broken = _mailer(cli_env, "consent", "verify")
+    assert broken.returncode == 1
+    assert "altered at seq 2" in broken.stderr and "after 1 good events" in broken.stderr

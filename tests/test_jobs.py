@@ -44,10 +44,15 @@ def test_a_job_lost_with_redis_data_is_sent_by_the_requeue_sweep(app, client, se
     assert session.get(OutboundMessage, 1).status is MessageStatus.SENT
 
 
-def test_cron_schedules_the_sweep_on_our_queue(app):
+def test_cron_schedules_the_sweep_and_the_daily_anchor_on_our_queue(app):
     from workers import cron
 
     scheduler = cron.scheduler(app)
+    timing = {j.func_name: (j.interval, j.cron, j.queue_name) for j in scheduler.get_jobs()}
+    assert timing == {
+        "workers.jobs.requeue_pending_messages": (300, None, "mailer"),
+        "workers.jobs.anchor_ledger": (None, "5 0 * * *", "mailer"),
+    }
     with app.app_context():
         enqueued = scheduler.enqueue_jobs()
         assert [job.func_name for job in enqueued] == ["workers.jobs.requeue_pending_messages"]

@@ -9,15 +9,19 @@ from rq.cron import CronScheduler
 from mailer.extensions import QUEUE_NAME, jobs
 from workers import jobs as job_functions
 
-# (job, seconds between runs)
-PERIODIC = ((job_functions.requeue_pending_messages, 300),)
+# (job, seconds between runs or a cron expression in UTC)
+PERIODIC = (
+    (job_functions.requeue_pending_messages, 300),
+    (job_functions.anchor_ledger, "5 0 * * *"),  # daily, just after midnight UTC
+)
 
 
 def scheduler(app: Flask) -> CronScheduler:
     with app.app_context():
         cron = CronScheduler(connection=jobs.redis)
-    for func, interval in PERIODIC:
-        cron.register(func, QUEUE_NAME, interval=interval, job_timeout=300)
+    for func, when in PERIODIC:
+        timing = {"interval": when} if isinstance(when, int) else {"cron": when}
+        cron.register(func, QUEUE_NAME, job_timeout=300, **timing)
     return cron
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from mailer import tasks
+from mailer.consent import chain
 from mailer.extensions import db
 from mailer.subscribers import notices
 
@@ -24,3 +25,9 @@ def requeue_pending_messages() -> int:
     for message_id in ids:
         tasks.enqueue(tasks.SEND_MESSAGE, message_id)
     return len(ids)
+
+
+def anchor_ledger() -> int:
+    """Write the ledger head down with a timestamp (daily). Safe to rerun: one more anchor."""
+    with db.sessionmaker() as session:
+        return chain.record_anchor(session).seq

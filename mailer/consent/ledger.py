@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailer.consent import chain
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
+from mailer.database import utcnow
 from mailer.subscribers.models import FormVersion, Subscriber
 
 
@@ -31,7 +33,7 @@ def record(
     evidence: dict[str, Any] | None = None,
     actor: str | None = None,
 ) -> ConsentEvent:
-    """Add one event to the session (flushed, not committed: the caller's transaction owns it)."""
+    """Chain one event onto the ledger. Flushed, not committed: the caller's transaction owns it."""
     visit = visit or Visit()
     event = ConsentEvent(
         type=type_,
@@ -48,7 +50,6 @@ def record(
         user_agent=(visit.user_agent or None) and visit.user_agent[:1000],
         evidence=evidence or {},
         actor=actor,
+        occurred_at=utcnow(),
     )
-    session.add(event)
-    session.flush()
-    return event
+    return chain.append(session, event)

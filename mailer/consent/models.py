@@ -1,4 +1,10 @@
-"""The consent ledger's rows. Append-only: the database refuses UPDATE and DELETE."""
+"""The consent ledger's rows: append-only and hash-chained.
+
+The database refuses UPDATE and DELETE (triggers, migration 0001) with one exception: the
+erasure path may blank the clear personal data (`email`, `ip`, `user_agent`) and nothing else.
+The chain covers keyed HMACs of those values, never the values, so blanking them leaves every
+row hash intact and `mailer consent verify` still passes after an erasure.
+"""
 
 from __future__ import annotations
 
@@ -27,16 +33,22 @@ class ConsentSource(enum.Enum):
     ADMIN = "admin"
 
 
+# The only columns the erasure path may blank; everything else is frozen at insert.
+ERASABLE = ("email", "ip", "user_agent")
+
+
 class ConsentEvent(Base):
     __tablename__ = "consent_events"
     __table_args__ = (Index("ix_consent_events_subscriber", "subscriber_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Position in the chain: contiguous from 1, assigned under the ledger head's lock.
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     type: Mapped[ConsentEventType] = mapped_column(StrEnum(ConsentEventType))
     # No foreign key on purpose: the proof outlives the profile (GDPR Art. 17(3)(b), (e)).
     subscriber_id: Mapped[int] = mapped_column(Integer)
-    email: Mapped[str] = mapped_column(String(320))
+    subject_hmac: Mapped[str] = mapped_column(String(64), index=True)
     topics: Mapped[list[str]] = mapped_column(JSON, default=list)
     lawful_basis: Mapped[str] = mapped_column(String(32), default="consent")
     form_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -44,7 +56,34 @@ class ConsentEvent(Base):
     consent_text_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
     source: Mapped[ConsentSource] = mapped_column(StrEnum(ConsentSource))
-    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ip_hmac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent_hmac: Mapped[str | None] = mapped_column(String(64), nullable=True)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     actor: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+    # Clear personal data, outside the chain: blanked by erasure.
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LedgerHead(Base):
+    """One row: the last sequence number and hash. Appends lock it, so the chain is a line."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerAnchor(Base):
+    """The head hash at a moment, to print or send elsewhere: rewriting the chain after it shows."""
+
+    __tablename__ = "ledger_anchors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))

@@ -1,11 +1,12 @@
 """initial schema
 
+The consent ledger is append-only, and the database itself says so: triggers refuse UPDATE and
+DELETE on consent_events on both SQLite and PostgreSQL, except for the one narrow erasure path
+(blanking email, ip and user_agent together while every other column stays as it was).
+
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 13:02:32.849194
-
-The consent ledger is append-only, and the database itself says so: triggers refuse UPDATE
-and DELETE on consent_events on both SQLite and PostgreSQL.
+Create Date: 2026-11-22 13:53:06.612387
 """
 
 import sqlalchemy as sa
@@ -46,10 +47,11 @@ def upgrade() -> None:
     op.create_table(
         "consent_events",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
         sa.Column("subscriber_id", sa.Integer(), nullable=False),
-        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("subject_hmac", sa.String(length=64), nullable=False),
         sa.Column("topics", sa.JSON(), nullable=False),
         sa.Column("lawful_basis", sa.String(length=32), nullable=False),
         sa.Column("form_id", sa.Integer(), nullable=True),
@@ -57,15 +59,24 @@ def upgrade() -> None:
         sa.Column("consent_text_sha256", sa.String(length=64), nullable=True),
         sa.Column("locale", sa.String(length=8), nullable=True),
         sa.Column("source", sa.String(length=32), nullable=False),
-        sa.Column("ip", sa.String(length=64), nullable=True),
-        sa.Column("user_agent", sa.Text(), nullable=True),
+        sa.Column("ip_hmac", sa.String(length=64), nullable=True),
+        sa.Column("user_agent_hmac", sa.String(length=64), nullable=True),
         sa.Column("evidence", sa.JSON(), nullable=False),
         sa.Column("actor", sa.String(length=320), nullable=True),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("row_hash", sa.String(length=64), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.Column("user_agent", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_events")),
+        sa.UniqueConstraint("seq", name=op.f("uq_consent_events_seq")),
     )
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_consent_events_occurred_at"), ["occurred_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_consent_events_subject_hmac"), ["subject_hmac"], unique=False
         )
         batch_op.create_index(
             "ix_consent_events_subscriber", ["subscriber_id", "occurred_at"], unique=False
@@ -84,6 +95,21 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_forms")),
         sa.UniqueConstraint("slug", name=op.f("uq_forms_slug")),
+    )
+    op.create_table(
+        "ledger_anchors",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("head_hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_anchors")),
+    )
+    op.create_table(
+        "ledger_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_head")),
     )
     op.create_table(
         "suppressions",
@@ -241,23 +267,58 @@ def upgrade() -> None:
         batch_op.create_index("ix_subscriptions_topic_status", ["topic_id", "status"], unique=False)
 
     # ### end Alembic commands ###
+    genesis = sa.table("ledger_head", sa.column("id"), sa.column("seq"), sa.column("hash"))
+    op.bulk_insert(genesis, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     _create_append_only_triggers()
 
 
 APPEND_ONLY_MESSAGE = "consent_events is append-only"
+# Every column but the erasable ones (email, ip, user_agent): frozen once written.
+FROZEN = (
+    "id",
+    "seq",
+    "occurred_at",
+    "type",
+    "subscriber_id",
+    "subject_hmac",
+    "topics",
+    "lawful_basis",
+    "form_id",
+    "form_version_id",
+    "consent_text_sha256",
+    "locale",
+    "source",
+    "ip_hmac",
+    "user_agent_hmac",
+    "evidence",
+    "actor",
+    "prev_hash",
+    "row_hash",
+)
 
 
 def _create_append_only_triggers() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for action in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER consent_events_no_{action.lower()} BEFORE {action} "
-                f"ON consent_events BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
-            )
+        unchanged = " AND ".join(f"NEW.{c} IS OLD.{c}" for c in FROZEN)
+        erasure = f"{unchanged} AND NEW.email IS NULL AND NEW.ip IS NULL AND NEW.user_agent IS NULL"
+        op.execute(
+            "CREATE TRIGGER consent_events_no_update BEFORE UPDATE ON consent_events "
+            f"WHEN NOT ({erasure}) "
+            f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+        )
+        op.execute(
+            "CREATE TRIGGER consent_events_no_delete BEFORE DELETE ON consent_events "
+            f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+        )
         return
+    erasable = " - 'email' - 'ip' - 'user_agent'"
     op.execute(
         "CREATE FUNCTION consent_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; "
+        "BEGIN "
+        "IF TG_OP = 'UPDATE' AND NEW.email IS NULL AND NEW.ip IS NULL "
+        "AND NEW.user_agent IS NULL "
+        f"AND (to_jsonb(NEW){erasable}) = (to_jsonb(OLD){erasable}) THEN RETURN NEW; END IF; "
+        f"RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}' USING ERRCODE = 'insufficient_privilege'; "
         "END $$"
     )
     op.execute(
@@ -300,9 +361,12 @@ def downgrade() -> None:
     op.drop_table("users")
     op.drop_table("topics")
     op.drop_table("suppressions")
+    op.drop_table("ledger_head")
+    op.drop_table("ledger_anchors")
     op.drop_table("forms")
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
         batch_op.drop_index("ix_consent_events_subscriber")
+        batch_op.drop_index(batch_op.f("ix_consent_events_subject_hmac"))
         batch_op.drop_index(batch_op.f("ix_consent_events_occurred_at"))
 
     op.drop_table("consent_events")
