@@ -87,6 +87,8 @@ class Settings:
     node_binary: str = "node"
     # HMAC key for personal data in the consent ledger's hash chain (see mailer.consent.chain).
     ledger_key: bytes = b""
+    # Record visitors' IPs truncated (IPv4 /24, IPv6 /48) instead of whole, as evidence.
+    truncate_ip: bool = False
     # Reverse proxies in front of the app whose X-Forwarded-* headers we trust (IPs, scheme).
     proxy_count: int = 0
     extra: dict[str, object] = field(default_factory=dict)
@@ -180,5 +182,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
         dkim_key_path=env.get("MAILER_DKIM_PRIVATE_KEY", ""),
         node_binary=env.get("MAILER_NODE", "node"),
         proxy_count=_int(env, "MAILER_PROXY_COUNT", 0),
+        truncate_ip=_bool(env, "MAILER_TRUNCATE_IP", False),
         extra={"secure_cookies": _bool(env, "MAILER_SECURE_COOKIES", production)},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,18 @@ from mailer.consent import chain
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
 from mailer.subscribers.models import FormVersion, Subscriber
+
+
+def truncate_ip(ip: str | None) -> str | None:
+    """Keep the network, drop the host: IPv4 to /24, IPv6 to /48 (as analytics tools do)."""
+    if not ip:
+        return ip
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,15 @@ from flask import abort, current_app, g, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import UnsupportedMediaType
 
-from mailer.consent.ledger import Visit
+from mailer.consent.ledger import Visit, truncate_ip
 from mailer.web import error_response
 
 
 def visit() -> Visit:
+    settings = current_app.config["MAILER"]
+    ip = truncate_ip(request.remote_addr) if settings.truncate_ip else request.remote_addr
     return Visit(
-        ip=request.remote_addr,
+        ip=ip,
         user_agent=request.headers.get("User-Agent", "")[:1000] or None,
         locale=g.get("locale") or current_locale(),
     )

@@ -229,3 +229,32 @@ def test_concurrent_appends_keep_one_line(app, session):
     report = chain.verify(session)
     assert report.ok, report.problem
     assert report.checked == 80
+
+
+@pytest.mark.parametrize(
+    ("ip", "kept"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("2001:db8:abcd:12:1:2:3:4", "2001:db8:abcd::"),
+        ("not-an-ip", None),
+        (None, None),
+    ],
+)
+def test_ip_truncation(ip, kept):
+    assert ledger.truncate_ip(ip) == kept
+
+
+def test_ip_is_recorded_truncated_when_configured(make_settings, make_app):
+    app = make_app(make_settings(MAILER_TRUNCATE_IP="1"))
+    with app.app_context():
+        make_form(db.session)
+    response = app.test_client().post(
+        "/subscribe/news",
+        json={"email": "ann@example.com", "consent": True},
+        headers=ORIGIN,
+        environ_base={"REMOTE_ADDR": "198.51.100.23"},
+    )
+    assert response.status_code == 202
+    with app.app_context():
+        event = db.session.scalar(select(ConsentEvent))
+        assert event.ip == "198.51.100.0"
