@@ -11,7 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command
 from sqlalchemy import select
 
@@ -173,12 +173,23 @@ def _first_admin(settings: config_module.Settings) -> str:
 @click.option("--port", default=5000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
     """Everything on embedded defaults: web app, one worker, Redis, mail catcher, SQLite."""
+    app = current_app._get_current_object()
+    if not _settings().base_url_explicit:
+        # Links in emails must point where we serve; the worker inherits the variable.
+        link_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+        os.environ["MAILER_BASE_URL"] = f"http://{link_host}:{port}"
+        app = create_app()
+    with app.app_context():
+        _run_all(app, host, port)
+
+
+def _run_all(app: Flask, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     from mailer import embedded
     from mailer.devmail.catcher import Catcher
 
-    settings = _settings()
+    settings = app.config["MAILER"]
     mjml.require_node(settings.node_binary)
     settings.instance_path.mkdir(parents=True, exist_ok=True)
     redis_proc = None
@@ -213,7 +224,7 @@ def run(host: str, port: int) -> None:
         run_simple(
             host,
             port,
-            current_app._get_current_object(),
+            app,
             threaded=True,
             use_reloader=False,
             use_debugger=False,

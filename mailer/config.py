@@ -85,6 +85,7 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_path: str = ""
     node_binary: str = "node"
+    base_url_explicit: bool = True  # False: the default, which `mailer run --port` replaces
     # HMAC key for personal data in the consent ledger's hash chain (see mailer.consent.chain).
     ledger_key: bytes = b""
     # Record visitors' IPs truncated (IPv4 /24, IPv6 /48) instead of whole, as evidence.
@@ -182,6 +183,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         dkim_key_path=env.get("MAILER_DKIM_PRIVATE_KEY", ""),
         node_binary=env.get("MAILER_NODE", "node"),
         proxy_count=_int(env, "MAILER_PROXY_COUNT", 0),
+        base_url_explicit=bool(env.get("MAILER_BASE_URL")),
         truncate_ip=_bool(env, "MAILER_TRUNCATE_IP", False),
         extra={"secure_cookies": _bool(env, "MAILER_SECURE_COOKIES", production)},
     )

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from redis.exceptions import RedisError
 from rq import Queue, Retry
@@ -31,18 +32,23 @@ def configure(queue: Queue) -> None:
     _queue = queue
 
 
-def enqueue(path: str, *args: object) -> bool:
-    """Enqueue now. A Redis outage is logged, not raised: the row stays pending and
-    `requeue_pending_messages` (run at every worker start) picks it up."""
+def enqueue(path: str, *args: object, at: datetime | None = None) -> bool:
+    """Enqueue (now, or at `at`). A Redis outage is logged, not raised: the row stays pending
+    and `requeue_pending_messages` (every 5 minutes, from `mailer cron`) picks it up."""
     if _queue is None:
         raise RuntimeError("mailer.tasks.configure() was not called")
+    options = {"retry": RETRY, "job_timeout": 120, "failure_ttl": 7 * 24 * 3600}
     try:
-        _queue.enqueue(path, *args, retry=RETRY, job_timeout=120, failure_ttl=7 * 24 * 3600)
+        if at is None:
+            _queue.enqueue(path, *args, **options)
+        else:
+            _queue.enqueue_at(at, path, *args, **options)
     except RedisError:
         log.warning("could not enqueue %s%s; it stays pending", path, args)
         return False
     return True
 
 
-def send_after_commit(session: Session, message_id: int) -> None:
-    after_commit(session, lambda: enqueue(SEND_MESSAGE, message_id))
+def send_after_commit(session: Session, message_id: int, at: datetime | None = None) -> None:
+    """Enqueue the send once the transaction commits; `at`: not before then (RQ scheduler)."""
+    after_commit(session, lambda: enqueue(SEND_MESSAGE, message_id, at=at))

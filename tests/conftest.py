@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from mailer import config, create_app, migrate
 from mailer.devmail.catcher import Catcher
-from mailer.extensions import db, jobs
+from mailer.extensions import jobs
 from mailer.models import Base
 from tests.inbox import Inbox
 from tests.services import PostgresCluster, RedisServer, free_port
@@ -189,10 +189,11 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        s = db.sessionmaker()
-        yield s
-        s.close()
+    """A session of the app's own sessionmaker, with no app context left pushed: requests made
+    by the test client then get their own context (and `g`), as they do in production."""
+    s = app.extensions["mailer.db"]()
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -107,9 +107,15 @@ def test_mailer_run_starts_everything_on_embedded_defaults(tmp_path, db_kind):
     env = {
         "MAILER_INSTANCE_PATH": str(tmp_path / "instance"),
         "MAILER_CATCHER_PORT": str(catcher),
-        "MAILER_BASE_URL": f"http://127.0.0.1:{port}",
     }
-    for key in ("MAILER_DATABASE_URL", "MAILER_REDIS_URL", "MAILER_SMTP_URL", "MAILER_SECRET_KEY"):
+    # All unset: links must then follow --port (the README shows `scripts/run --port 8000`).
+    for key in (
+        "MAILER_DATABASE_URL",
+        "MAILER_REDIS_URL",
+        "MAILER_SMTP_URL",
+        "MAILER_SECRET_KEY",
+        "MAILER_BASE_URL",
+    ):
         env[key] = ""
     log = (tmp_path / "run.log").open("w")  # a file, not a pipe nobody drains while it runs
     proc = subprocess.Popen(
@@ -149,7 +155,7 @@ def test_mailer_run_starts_everything_on_embedded_defaults(tmp_path, db_kind):
             assert time.monotonic() < deadline, "the worker never delivered to the catcher"
             time.sleep(0.3)
         key = re.search(r'href="/admin/outbox/([^"/]+)"', outbox).group(1)
-        assert "/confirm/" in web.get(f"{base}/admin/outbox/{key}", timeout=10).text
+        assert f"{base}/confirm/" in web.get(f"{base}/admin/outbox/{key}", timeout=10).text
         html = web.get(f"{base}/admin/outbox/{key}/html", timeout=10)
         assert (
             "Confirm my subscription" in html.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import (
     Blueprint,
     Response,
@@ -41,9 +43,20 @@ class LoginForm(FlaskForm):
 
 
 def _safe_next(target: str | None) -> str:
-    """Only local paths: no open redirect through ?next=."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only local paths: no open redirect through ?next= (browsers drop tabs and newlines,
+    so "/\t/evil.example" would become "//evil.example")."""
+    if target:
+        cleaned = "".join(ch for ch in target if ch.isprintable() and not ch.isspace())
+        parts = urlsplit(cleaned)
+        if (
+            cleaned == target
+            and cleaned.startswith("/")
+            and not cleaned.startswith("//")
+            and "\\" not in cleaned
+            and not parts.scheme
+            and not parts.netloc
+        ):
+            return cleaned
     return url_for("admin.dashboard")
 
 

@@ -39,7 +39,10 @@ ERASABLE = ("email", "ip", "user_agent")
 
 class ConsentEvent(Base):
     __tablename__ = "consent_events"
-    __table_args__ = (Index("ix_consent_events_subscriber", "subscriber_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_consent_events_subscriber", "subscriber_id", "occurred_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Position in the chain: contiguous from 1, assigned under the ledger head's lock.

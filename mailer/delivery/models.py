@@ -19,6 +19,7 @@ class MessageKind(enum.Enum):
 
 class MessageStatus(enum.Enum):
     PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker; SMTP under way
     SENT = "sent"
     FAILED = "failed"  # permanent: the address was refused
     SKIPPED = "skipped"  # suppressed or nothing left to confirm
@@ -28,6 +29,7 @@ class OutboundMessage(Base):
     """One system email. The row exists before the job runs, so a rerun job sees it was sent."""
 
     __tablename__ = "outbound_messages"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids travel in signed links
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[MessageKind] = mapped_column(StrEnum(MessageKind))
@@ -42,6 +44,9 @@ class OutboundMessage(Base):
     )
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Deferred: not before this time (one email per address per window).
+    send_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, render_template, request
@@ -63,7 +64,9 @@ def _address_limit() -> str:
 def _render_form(
     form: Form, status: int = 200, errors: dict | None = None, values: dict | None = None
 ) -> Response:
-    started = _tokens().dumps(Purpose.FORM_STARTED, int(time.time()))
+    started = _tokens().dumps(
+        Purpose.FORM_STARTED, {"t": int(time.time()), "v": form.current_version.id}
+    )
     html = render_template(
         "web/public/subscribe.html",
         form=form,
@@ -104,9 +107,9 @@ def embed(slug: str) -> Response:
 def subscribe(slug: str) -> Response:
     form = _form_or_404(slug)
     data = visitor.body()
-    problem = _check_provenance(form, data)
-    if problem:
-        return problem
+    provenance = _check_provenance(form, data)
+    if isinstance(provenance, Response):
+        return provenance
     if data.get(HONEYPOT):
         return _accepted(form)  # a bot: say the same as always, do nothing
     try:
@@ -116,9 +119,11 @@ def subscribe(slug: str) -> Response:
     req = signup.SignupRequest(
         form_id=form.id,
         email=args["email"],
-        name=args["name"] if form.ask_name else "",
-        topic_slugs=args["topics"] if len(form.topics) > 1 else [],
+        name=args["name"],
+        topic_slugs=args["topics"],
         visit=visitor.visit(),
+        form_version_id=provenance.version_id or args["form_version"],
+        evidence={"channel": provenance.channel, "origin": provenance.origin},
     )
     try:
         signup.request_subscription(
@@ -130,12 +135,26 @@ def subscribe(slug: str) -> Response:
         return _invalid(
             form, {"topics": [_("Unknown topic: %(slugs)s", slugs=", ".join(exc.slugs))]}, data
         )
+    except signup.UnknownFormVersion:
+        return _invalid(form, {"form_version": [_("The form has changed. Reload it.")]}, data)
     return _accepted(form)
 
 
-def _check_provenance(form: Form, data: dict[str, Any]) -> Response | None:
+@dataclass(frozen=True)
+class Provenance:
+    """How a sign-up reached us, kept as evidence: our hosted form, the embed snippet, or a
+    script; and which consent text version the hosted form showed."""
+
+    channel: str  # hosted | embed | json
+    origin: str | None = None
+    version_id: int | None = None
+
+
+def _check_provenance(form: Form, data: dict[str, Any]) -> Provenance | Response:
     """Cross-site request forgery and bots: our form carries a CSRF token and a signed start
-    time; the embed snippet and fetch() carry an Origin the form allows."""
+    time (with the consent text version it showed); the embed snippet and fetch() carry an
+    Origin the form allows. The Origin check stops forgery by other sites, not scripts: those
+    meet the honeypot and the rate limits."""
     token = data.get("csrf_token")
     if token:
         try:
@@ -148,21 +167,22 @@ def _check_provenance(form: Form, data: dict[str, Any]) -> Response | None:
             )
         try:
             started = _tokens().loads(Purpose.FORM_STARTED, str(data.get("started") or ""))
-        except TokenError:
+            started_at, version_id = float(started["t"]), int(started["v"])
+        except (TokenError, KeyError, TypeError, ValueError):
             return _invalid(
                 form, {"started": [_("The form has expired. Reload the page and try again.")]}, data
             )
-        if time.time() - float(started) < _settings().min_fill_seconds:
+        if time.time() - started_at < _settings().min_fill_seconds:
             return _invalid(
                 form,
                 {"started": [_("That was quick! Please check the form and send it again.")]},
                 data,
             )
-        return None
+        return Provenance("hosted", None, version_id)
     origin = request.headers.get("Origin", "")
     allowed = {visitor.origin_of(o) for o in form.allowed_origins or []}
     if origin and visitor.origin_of(origin) in allowed:
-        return None
+        return Provenance("json" if request.is_json else "embed", visitor.origin_of(origin))
     return error_response(
         403, {"origin": [_("This form does not accept submissions from this site.")]}
     )
@@ -226,8 +246,14 @@ def confirm_page(token: str) -> Response:
     return Response(render_template("web/public/confirm.html", token=token))
 
 
+def _failed(response: Response) -> bool:
+    return response.status_code >= 400
+
+
+# Token endpoints count only failed attempts against the limit (guessing), never real use:
+# Gmail's and Yahoo's one-click POSTs come from few IPs and must all be honoured.
 @bp.post("/confirm/<token>")
-@limiter.limit(_signup_limit, scope="confirm-ip")
+@limiter.limit(_signup_limit, scope="confirm-ip", deduct_when=_failed)
 def confirm(token: str) -> Response:
     payload, error = _load(Purpose.CONFIRM, token)
     if error:
@@ -239,9 +265,10 @@ def confirm(token: str) -> Response:
     except signup.NotConfirmable:
         return _bad_link(TokenError(expired=False), Purpose.CONFIRM, token)
     links = current_app.extensions["mailer.delivery"].links
+    page = "confirmed.html" if outcome.active else "nothing_to_confirm.html"
     return Response(
         render_template(
-            "web/public/confirmed.html", preferences_url=links.preferences(outcome.subscriber_id)
+            f"web/public/{page}", preferences_url=links.preferences(outcome.subscriber_id)
         )
     )
 
@@ -273,6 +300,10 @@ def _subscriber_from(
     purpose: Purpose, token: str
 ) -> tuple[Subscriber | None, Any, Response | None]:
     payload, error = _load(purpose, token)
+    if error and purpose is Purpose.UNSUBSCRIBE and error.expired and error.payload:
+        # Withdrawing must stay as easy as consenting (Art. 7(3)): an old email's unsubscribe
+        # link keeps working as long as its signature is good.
+        payload, error = error.payload, None
     if error:
         return None, None, _bad_link(error, purpose, token)
     subscriber_id = payload.get("s") if isinstance(payload, dict) else None
@@ -285,9 +316,18 @@ def _subscriber_from(
     return subscriber, payload, None
 
 
+def _statement() -> str:
+    """What the preference page says ticking means; recorded word for word as evidence."""
+    return _(
+        "Ticking a topic means you agree to receive our emails about it. "
+        "You can untick it here at any time."
+    )
+
+
 def _preferences_page(subscriber: Subscriber, token: str, saved: bool = False) -> Response:
     html = render_template(
         "web/public/preferences.html",
+        statement=_statement(),
         subscriber=subscriber,
         subscriptions=subscriber.subscriptions,
         active=SubscriptionStatus.ACTIVE,
@@ -304,18 +344,25 @@ def preferences_page(token: str) -> Response:
 
 
 @bp.post("/preferences/<token>")
-@limiter.limit(_signup_limit, scope="preferences-ip")
+@limiter.limit(_signup_limit, scope="preferences-ip", deduct_when=_failed)
 def preferences_save(token: str) -> Response:
     subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
     if problem:
         return problem
     if request.form.get("action") == "unsubscribe_all":
         preferences.withdraw(
-            db.session, subscriber.id, None, ConsentSource.PREFERENCES, visitor.visit()
+            db.session,
+            subscriber.id,
+            None,
+            ConsentSource.PREFERENCES,
+            visitor.visit(),
+            evidence={"method": "preference_center_unsubscribe_all"},
         )
     else:
         wanted = {str(s)[:64] for s in request.form.getlist("topics")}
-        preferences.update(db.session, subscriber.id, wanted, visitor.visit())
+        preferences.update(
+            db.session, subscriber.id, wanted, visitor.visit(), statement=_statement()
+        )
     db.session.refresh(subscriber)
     return _preferences_page(subscriber, token, saved=True)
 
@@ -330,7 +377,7 @@ def unsubscribe_page(token: str) -> Response:
 
 @bp.post("/unsubscribe/<token>")
 @csrf.exempt  # RFC 8058: the mail client's POST has no cookies; the signed token is the proof
-@limiter.limit(_signup_limit, scope="unsubscribe-ip")
+@limiter.limit(_signup_limit, scope="unsubscribe-ip", deduct_when=_failed)
 def unsubscribe(token: str) -> Response:
     subscriber, payload, problem = _subscriber_from(Purpose.UNSUBSCRIBE, token)
     if problem:

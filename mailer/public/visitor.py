@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import UnsupportedMediaType
 
 from mailer.consent.ledger import Visit, truncate_ip
+from mailer.subscribers.schemas import normalise_email
 from mailer.web import error_response
 
 
@@ -64,4 +65,12 @@ def address_key() -> str:
         raw = data.get("email") if isinstance(data, dict) else None
     else:
         raw = request.form.get("email")
-    return "address:" + (raw.strip().lower()[:320] if isinstance(raw, str) else "")
+    if not isinstance(raw, str):
+        return "address:"
+    raw = raw.strip()[:320]
+    try:
+        # The same normal form the subscriber is stored under: look-alike spellings of one
+        # address (full-width letters, case) share one budget.
+        return "address:" + normalise_email(raw)
+    except ValueError:
+        return "address:" + raw.lower()

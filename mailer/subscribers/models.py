@@ -86,7 +86,8 @@ class FormVersion(Base):
     __table_args__ = (UniqueConstraint("form_id", "version"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id", ondelete="CASCADE"))
+    # RESTRICT: a form whose text was ever shown cannot be deleted (the ledger points at it).
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id", ondelete="RESTRICT"))
     version: Mapped[int] = mapped_column(Integer)
     consent_text: Mapped[str] = mapped_column(Text)
     consent_text_sha256: Mapped[str] = mapped_column(String(64))
@@ -101,6 +102,8 @@ class FormVersion(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # Signed links carry this id: SQLite must never hand it to someone else after a deletion.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailer.consent.models import ConsentEvent
@@ -38,33 +38,76 @@ TEMPLATES = {
     MessageKind.ALREADY_SUBSCRIBED: "already_subscribed",
     MessageKind.WELCOME: "welcome",
 }
+MAX_ATTEMPTS = 10  # across RQ retries and lost-job recoveries
+LOST_AFTER = timedelta(minutes=5)  # never tried this long after it was due: its job was lost
+STUCK_AFTER = timedelta(minutes=15)  # claimed this long ago and not finished: its worker died
 
 
-def send(session: Session, message_id: int, sender: Sender, links: Links) -> MessageStatus | None:
+def _claim(session: Session, message_id: int) -> bool:
+    """Take the message for this worker, committed before any SMTP: two workers (or a
+    re-enqueued job) never both send it."""
+    result = session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == message_id, OutboundMessage.status == MessageStatus.PENDING)
+        .values(
+            status=MessageStatus.SENDING,
+            attempts=OutboundMessage.attempts + 1,
+            claimed_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def send(
+    session: Session, message_id: int, sender: Sender, links: Links, final_attempt: bool = False
+) -> MessageStatus | None:
     """Send one pending system email.
 
-    Safe to rerun: a message that is no longer pending is left alone. A permanent refusal fails
-    the message and suppresses the address; a temporary one is recorded and re-raised so that
-    RQ retries with back-off. Commits.
+    Safe to rerun and to run twice at once: only the run that claims the message sends it.
+    A permanent refusal fails the message and suppresses the address; any other failure puts
+    it back to pending and re-raises so that RQ retries with back-off, until `final_attempt`,
+    which marks it failed. Commits.
     """
-    message = session.get(OutboundMessage, message_id)
-    if message is None or message.status is not MessageStatus.PENDING:
+    if not _claim(session, message_id):
         return None
+    message = session.get(OutboundMessage, message_id, populate_existing=True)
+    try:
+        return _deliver(session, message, sender, links)
+    except SendError as exc:
+        if exc.permanent:
+            _suppress(session, message.subscriber_id, str(exc))
+            return _finish(session, message, MessageStatus.FAILED, str(exc))
+        _release(session, message, str(exc), final_attempt)
+        log.warning("temporary failure sending message %s: %s", message.id, exc)
+        raise
+    except Exception as exc:
+        session.rollback()
+        message = session.get(OutboundMessage, message_id, populate_existing=True)
+        _release(session, message, f"{type(exc).__name__}: {exc}", final_attempt)
+        raise
+
+
+def _deliver(
+    session: Session, message: OutboundMessage, sender: Sender, links: Links
+) -> MessageStatus:
     subscriber = session.get(Subscriber, message.subscriber_id)
     if subscriber is None:
-        return None
+        return _finish(session, message, MessageStatus.SKIPPED, "subscriber is gone")
     if session.scalar(select(Suppression.id).where(Suppression.email == subscriber.email)):
         return _finish(session, message, MessageStatus.SKIPPED, "address is suppressed")
 
     event = session.get(ConsentEvent, message.consent_event_id)
     topic_slugs = list(event.topics) if event else []
     if message.kind is MessageKind.CONFIRMATION:
+        # Only what is still pending: "withdraw this request" must not touch active topics.
         pending = {
             s.topic.slug for s in subscriber.subscriptions if s.status is SubscriptionStatus.PENDING
         }
-        if not pending & set(topic_slugs):
+        topic_slugs = sorted(pending & set(topic_slugs))
+        if not topic_slugs:
             return _finish(session, message, MessageStatus.SKIPPED, "nothing left to confirm")
-
     if message.kind is MessageKind.WELCOME and subscriber.status is not SubscriberStatus.ACTIVE:
         return _finish(session, message, MessageStatus.SKIPPED, "unsubscribed before the welcome")
 
@@ -91,17 +134,7 @@ def send(session: Session, message_id: int, sender: Sender, links: Links) -> Mes
         unsubscribe_url=context["unsubscribe_url"],
         extra_headers={"X-Mailer-Message": str(message.id)},
     )
-    message.attempts += 1
-    try:
-        sender.send(envelope, rendered.text, rendered.html)
-    except SendError as exc:
-        if exc.permanent:
-            _suppress(session, subscriber.email, str(exc))
-            return _finish(session, message, MessageStatus.FAILED, str(exc))
-        message.error = str(exc)[:2000]
-        session.commit()
-        log.warning("temporary failure sending message %s: %s", message.id, exc)
-        raise
+    sender.send(envelope, rendered.text, rendered.html)
     message.sent_at = utcnow()
     return _finish(session, message, MessageStatus.SENT, None)
 
@@ -115,21 +148,49 @@ def _finish(
     return status
 
 
-def _suppress(session: Session, email: str, detail: str) -> None:
+def _release(session: Session, message: OutboundMessage, error: str, final: bool) -> None:
+    """Back to pending for the next retry, or failed when no retry is left."""
+    give_up = final or message.attempts >= MAX_ATTEMPTS
+    _finish(session, message, MessageStatus.FAILED if give_up else MessageStatus.PENDING, error)
+
+
+def _suppress(session: Session, subscriber_id: int, detail: str) -> None:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return
+    email = subscriber.email
     if session.scalar(select(Suppression.id).where(Suppression.email == email)) is None:
         session.add(Suppression(email=email, reason=SuppressionReason.HARD_BOUNCE, detail=detail))
 
 
-def lost_ids(session: Session, older_than_seconds: int = 300) -> list[int]:
-    """Messages never tried after a while: their job was lost (Redis down at enqueue, or
-    Redis data lost). Ones with attempts are in RQ's retry schedule and are left alone."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    return list(
-        session.scalars(
-            select(OutboundMessage.id).where(
-                OutboundMessage.status == MessageStatus.PENDING,
-                OutboundMessage.attempts == 0,
-                OutboundMessage.created_at < cutoff,
-            )
-        )
+def recover_lost(session: Session) -> list[int]:
+    """Messages whose job was lost (Redis down at enqueue, Redis data lost, a worker killed
+    mid-send): put back to pending and return their ids to enqueue. Commits.
+
+    Messages with a job in RQ's retry schedule are pending with attempts > 0 and not stuck,
+    and are left alone. A message killed mid-send may go out twice; losing a confirmation
+    is worse than sending it twice.
+    """
+    now = utcnow()
+    due = OutboundMessage.send_after.is_(None) | (OutboundMessage.send_after < now - LOST_AFTER)
+    never_tried = select(OutboundMessage.id).where(
+        OutboundMessage.status == MessageStatus.PENDING,
+        OutboundMessage.attempts == 0,
+        OutboundMessage.created_at < now - LOST_AFTER,
+        due,
     )
+    ids = list(session.scalars(never_tried))
+    stuck = session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.status == MessageStatus.SENDING,
+            OutboundMessage.claimed_at < now - STUCK_AFTER,
+        )
+    ).all()
+    for message in stuck:
+        if message.attempts >= MAX_ATTEMPTS:
+            message.status, message.error = MessageStatus.FAILED, "gave up after a stuck send"
+        else:
+            message.status = MessageStatus.PENDING
+            ids.append(message.id)
+    session.commit()
+    return ids

@@ -11,7 +11,7 @@ from mailer.consent import ledger
 from mailer.consent.models import ConsentEventType, ConsentSource
 from mailer.database import utcnow
 from mailer.subscribers import status
-from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus
+from mailer.subscribers.models import Subscriber, SubscriptionStatus
 
 
 class UnknownSubscriber(LookupError):
@@ -19,8 +19,10 @@ class UnknownSubscriber(LookupError):
 
 
 def _subscriber(session: Session, subscriber_id: int) -> Subscriber:
-    subscriber = session.get(Subscriber, subscriber_id)
+    """The subscriber, locked for this transaction (see `status.lock`)."""
+    subscriber = status.lock(session, subscriber_id)
     if subscriber is None:
+        session.rollback()
         raise UnknownSubscriber(subscriber_id)
     return subscriber
 
@@ -74,13 +76,14 @@ def update(
     subscriber_id: int,
     wanted: Collection[str],
     visit: ledger.Visit,
-    evidence: dict | None = None,
+    statement: str,
 ) -> PreferenceChange:
     """Set the subscriber's topics to `wanted`, among the topics they already have a row for.
 
     Ticking a topic here is a clear affirmative act by the owner of the mailbox (the link came
-    from their inbox), so it activates at once and is recorded as confirmed with the consent
-    text of the form they signed up on. Commits.
+    from their inbox), so it activates at once. It is recorded as confirmed with the exact
+    statement the page showed (`statement`) in the evidence, not a form's consent text, which
+    this page does not show. Commits.
     """
     subscriber = _subscriber(session, subscriber_id)
     wanted = set(wanted)
@@ -109,10 +112,9 @@ def update(
             withdrawn,
             ConsentSource.PREFERENCES,
             visit,
-            evidence=evidence,
+            evidence={"method": "preference_center"},
         )
     if subscribed:
-        form = session.get(Form, subscriber.source_form_id) if subscriber.source_form_id else None
         ledger.record(
             session,
             ConsentEventType.CONFIRMED,
@@ -120,8 +122,7 @@ def update(
             subscribed,
             ConsentSource.PREFERENCES,
             visit,
-            form_version=form.current_version if form else None,
-            evidence={"method": "preference_center", **(evidence or {})},
+            evidence={"method": "preference_center", "statement": statement},
         )
     session.commit()
     return PreferenceChange(withdrawn, subscribed)

@@ -99,6 +99,13 @@ class SignupArgs(Schema):
             "null": _l("Topics must be a list of topic names."),
         },
     )
+    # The consent text version the visitor was shown (the embed snippet sends it).
+    form_version = fields.Integer(
+        load_default=None,
+        strict=False,
+        validate=validate.Range(min=1, error=_l("The form has changed. Reload it.")),
+        error_messages={"invalid": _l("The form has changed. Reload it.")},
+    )
     consent = fields.Boolean(
         required=True,
         validate=_must_consent,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,10 +14,11 @@ from mailer import tasks
 from mailer.consent import ledger
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
-from mailer.delivery.models import MessageKind, OutboundMessage, Suppression
+from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage, Suppression
 from mailer.subscribers import status
 from mailer.subscribers.models import (
     Form,
+    FormVersion,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -34,13 +35,20 @@ class UnknownTopics(ValueError):
         self.slugs = slugs
 
 
+class UnknownFormVersion(ValueError):
+    """The consent text the visitor says they saw is not one of this form's versions."""
+
+
 @dataclass(frozen=True)
 class SignupRequest:
     form_id: int
     email: str  # already validated and normalised
-    name: str
+    name: str  # kept only if the form asks for a name
     topic_slugs: list[str]  # may be empty only when the form has a single topic
     visit: ledger.Visit
+    # The consent text version the visitor was shown; None: the form's current version.
+    form_version_id: int | None = None
+    evidence: dict[str, str | None] = field(default_factory=dict)  # channel, origin
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,23 @@ def request_subscription(
 
     Active subscriptions are never touched, and the caller answers the same whatever happened,
     so a form cannot be used to find out who is subscribed. Commits; on a race with a
-    concurrent signup for the same new address it retries once. Rerunning is safe: at most one
-    email per address per window.
+    concurrent signup for the same new address it retries once. At most one email per address
+    per window: a confirmation asked for inside the window is sent when the window ends.
     """
     try:
         return _request(session, req, window_seconds, domain)
     except IntegrityError:
         session.rollback()
         return _request(session, req, window_seconds, domain)
+
+
+def _version(session: Session, form: Form, version_id: int | None) -> FormVersion:
+    if version_id is None:
+        return form.current_version
+    version = session.get(FormVersion, version_id)
+    if version is None or version.form_id != form.id:
+        raise UnknownFormVersion(version_id)
+    return version
 
 
 def _request(session: Session, req: SignupRequest, window: int, domain: str) -> SignupOutcome:
@@ -82,19 +99,21 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
     if not req.topic_slugs and len(form.topics) > 1:
         raise NoTopicChosen(form.slug)
     topics = [by_slug[s] for s in req.topic_slugs] if req.topic_slugs else list(form.topics)
-    version = form.current_version
+    version = _version(session, form, req.form_version_id)
 
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == req.email))
-    if subscriber is None:
+    found = session.scalar(select(Subscriber.id).where(Subscriber.email == req.email))
+    if found is None:
         subscriber = Subscriber(
             email=req.email,
-            name=req.name,
+            name=req.name if form.ask_name else "",
             locale=req.visit.locale or form.locale or "en",
             attributes={},
             source_form_id=form.id,
         )
         session.add(subscriber)
         session.flush()
+    else:
+        subscriber = status.lock(session, found)
 
     existing = {s.topic_id: s for s in subscriber.subscriptions}
     to_confirm: list[str] = []
@@ -108,6 +127,7 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
         sub.status = SubscriptionStatus.PENDING
         to_confirm.append(topic.slug)
     session.flush()
+    session.refresh(subscriber, ["subscriptions"])
     status.refresh(subscriber)
 
     event = ledger.record(
@@ -118,49 +138,81 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
         source=ConsentSource.FORM,
         visit=req.visit,
         form_version=version,
-        evidence={"form_slug": form.slug, "form_version": version.version},
+        evidence={"form_slug": form.slug, "form_version": version.version, **req.evidence},
     )
 
     message = None
+    kind = MessageKind.CONFIRMATION if to_confirm else MessageKind.ALREADY_SUBSCRIBED
     suppressed = session.scalar(select(Suppression.id).where(Suppression.email == req.email))
-    if suppressed is None and _claim_mail_slot(session, subscriber.id, window):
-        kind = MessageKind.CONFIRMATION if to_confirm else MessageKind.ALREADY_SUBSCRIBED
-        message = OutboundMessage(
-            kind=kind,
-            subscriber_id=subscriber.id,
-            consent_event_id=event.id,
-            form_id=form.id,
-            message_id=new_message_id(domain),
-        )
-        session.add(message)
-        session.flush()
-        tasks.send_after_commit(session, message.id)
+    if suppressed is None:
+        send_at = _mail_slot(session, subscriber.id, window)
+        if send_at is None or (
+            kind is MessageKind.CONFIRMATION and not _deferred(session, subscriber.id, send_at)
+        ):
+            message = OutboundMessage(
+                kind=kind,
+                subscriber_id=subscriber.id,
+                consent_event_id=event.id,
+                form_id=form.id,
+                message_id=new_message_id(domain),
+                send_after=send_at,
+            )
+            session.add(message)
+            session.flush()
+            tasks.send_after_commit(session, message.id, at=send_at)
     session.commit()
     return SignupOutcome(subscriber.id, event.id, message.id if message else None)
 
 
-def _claim_mail_slot(session: Session, subscriber_id: int, window: int) -> bool:
-    """One confirmation per address per window, decided by one atomic UPDATE."""
+def _mail_slot(session: Session, subscriber_id: int, window: int) -> datetime | None:
+    """Claim this window's one email for the address: None if claimed now, else when the
+    current window ends (the time a deferred confirmation may go out)."""
     now = utcnow()
+    cutoff = now - timedelta(seconds=window)
     result = session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber_id)
         .where(
-            or_(
-                Subscriber.confirmation_sent_at.is_(None),
-                Subscriber.confirmation_sent_at < now - timedelta(seconds=window),
-            )
+            (Subscriber.confirmation_sent_at.is_(None)) | (Subscriber.confirmation_sent_at < cutoff)
         )
         .values(confirmation_sent_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return None
+    last = session.scalar(
+        select(Subscriber.confirmation_sent_at).where(Subscriber.id == subscriber_id)
+    )
+    return last + timedelta(seconds=window)
+
+
+def _deferred(session: Session, subscriber_id: int, send_at: datetime) -> bool:
+    """Whether a deferred confirmation already waits for this address; if not, reserve the
+    next window for the one the caller is about to defer."""
+    waiting = session.scalar(
+        select(OutboundMessage.id).where(
+            OutboundMessage.subscriber_id == subscriber_id,
+            OutboundMessage.kind == MessageKind.CONFIRMATION,
+            OutboundMessage.status == MessageStatus.PENDING,
+            OutboundMessage.send_after.is_not(None),
+        )
+    )
+    if waiting is not None:
+        return True
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(confirmation_sent_at=send_at)
+        .execution_options(synchronize_session=False)
+    )
+    return False
 
 
 @dataclass(frozen=True)
 class ConfirmOutcome:
     subscriber_id: int
     confirmed_topics: list[str]  # empty when nothing was left to confirm
+    active: bool  # the request's topics are active now (confirmed now or before)
     welcome_message_id: int | None
 
 
@@ -171,15 +223,16 @@ class NotConfirmable(LookupError):
 def confirm(session: Session, message_id: int, visit: ledger.Visit, domain: str) -> ConfirmOutcome:
     """Activate the pending topics of the request the confirmation email was sent for.
 
-    Confirming twice is harmless: the second time nothing is pending, no event is written,
-    and the caller shows the same page. Commits.
+    Takes the subscriber's lock first, so confirming twice (even at the same moment) writes one
+    event and queues one welcome. Commits (or rolls back when there was nothing to do).
     """
     message = session.get(OutboundMessage, message_id)
     if message is None or message.kind is not MessageKind.CONFIRMATION:
         raise NotConfirmable(message_id)
     request_event = session.get(ConsentEvent, message.consent_event_id)
-    subscriber = session.get(Subscriber, message.subscriber_id)
+    subscriber = status.lock(session, message.subscriber_id)
     if request_event is None or subscriber is None:
+        session.rollback()
         raise NotConfirmable(message_id)
 
     now = utcnow()
@@ -191,12 +244,22 @@ def confirm(session: Session, message_id: int, visit: ledger.Visit, domain: str)
             sub.confirmed_at = now
             confirmed.append(sub.topic.slug)
     if not confirmed:
-        return ConfirmOutcome(subscriber.id, [], None)
+        active = any(
+            s.topic.slug in wanted and s.status is SubscriptionStatus.ACTIVE
+            for s in subscriber.subscriptions
+        )
+        session.rollback()
+        return ConfirmOutcome(subscriber.id, [], active, None)
 
     first_time = subscriber.confirmed_at is None
     if first_time:
         subscriber.confirmed_at = now
     status.refresh(subscriber)
+    version = (
+        session.get(FormVersion, request_event.form_version_id)
+        if request_event.form_version_id
+        else None
+    )
     ledger.record(
         session,
         ConsentEventType.CONFIRMED,
@@ -204,7 +267,7 @@ def confirm(session: Session, message_id: int, visit: ledger.Visit, domain: str)
         topics=confirmed,
         source=ConsentSource.FORM,
         visit=visit,
-        form_version=_version(session, request_event),
+        form_version=version,
         evidence={
             "method": "double_opt_in",
             "request_event_id": request_event.id,
@@ -225,13 +288,7 @@ def confirm(session: Session, message_id: int, visit: ledger.Visit, domain: str)
         session.flush()
         tasks.send_after_commit(session, welcome.id)
     session.commit()
-    return ConfirmOutcome(subscriber.id, confirmed, welcome.id if welcome else None)
-
-
-def _version(session: Session, event: ConsentEvent):
-    from mailer.subscribers.models import FormVersion
-
-    return session.get(FormVersion, event.form_version_id) if event.form_version_id else None
+    return ConfirmOutcome(subscriber.id, confirmed, True, welcome.id if welcome else None)
 
 
 def resend_confirmation(
@@ -245,16 +302,18 @@ def resend_confirmation(
     old = session.get(OutboundMessage, message_id)
     if old is None or old.kind is not MessageKind.CONFIRMATION:
         return None
-    subscriber = session.get(Subscriber, old.subscriber_id)
     event = session.get(ConsentEvent, old.consent_event_id)
+    subscriber = status.lock(session, old.subscriber_id)
     if subscriber is None or event is None:
+        session.rollback()
         return None
+    wanted = set(event.topics)
     pending = [
         s
         for s in subscriber.subscriptions
-        if s.status is SubscriptionStatus.PENDING and s.topic.slug in set(event.topics)
+        if s.status is SubscriptionStatus.PENDING and s.topic.slug in wanted
     ]
-    if not pending or not _claim_mail_slot(session, subscriber.id, window_seconds):
+    if not pending or _mail_slot(session, subscriber.id, window_seconds) is not None:
         session.rollback()
         return None
     message = OutboundMessage(

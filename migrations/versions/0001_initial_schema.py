@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_events")),
         sa.UniqueConstraint("seq", name=op.f("uq_consent_events_seq")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -170,7 +171,7 @@ def upgrade() -> None:
             ["form_id"],
             ["forms.id"],
             name=op.f("fk_form_versions_form_id_forms"),
-            ondelete="CASCADE",
+            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_form_versions")),
         sa.UniqueConstraint("form_id", "version", name=op.f("uq_form_versions_form_id")),
@@ -202,6 +203,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email", name=op.f("uq_subscribers_email")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_subscribers_status"), ["status"], unique=False)
@@ -216,6 +218,8 @@ def upgrade() -> None:
         sa.Column("form_id", sa.Integer(), nullable=True),
         sa.Column("message_id", sa.String(length=255), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("send_after", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
@@ -233,6 +237,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_messages")),
         sa.UniqueConstraint("message_id", name=op.f("uq_outbound_messages_message_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_outbound_messages_status"), ["status"], unique=False)
@@ -298,6 +303,7 @@ FROZEN = (
 
 
 def _create_append_only_triggers() -> None:
+    _create_frozen_consent_texts()
     if op.get_bind().dialect.name == "sqlite":
         unchanged = " AND ".join(f"NEW.{c} IS OLD.{c}" for c in FROZEN)
         erasure = f"{unchanged} AND NEW.email IS NULL AND NEW.ip IS NULL AND NEW.user_agent IS NULL"
@@ -331,7 +337,33 @@ def _create_append_only_triggers() -> None:
     )
 
 
+def _create_frozen_consent_texts() -> None:
+    """A consent text, once shown, is evidence: form_versions rows never change or go."""
+    message = "form_versions is append-only: a changed text is a new version"
+    if op.get_bind().dialect.name == "sqlite":
+        for action in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER form_versions_no_{action.lower()} BEFORE {action} "
+                f"ON form_versions BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+        return
+    op.execute(
+        "CREATE FUNCTION form_versions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = 'insufficient_privilege'; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER form_versions_frozen BEFORE UPDATE OR DELETE ON form_versions "
+        "FOR EACH ROW EXECUTE FUNCTION form_versions_append_only()"
+    )
+
+
 def _drop_append_only_triggers() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS form_versions_no_update")
+        op.execute("DROP TRIGGER IF EXISTS form_versions_no_delete")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS form_versions_frozen ON form_versions")
+        op.execute("DROP FUNCTION IF EXISTS form_versions_append_only()")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS consent_events_no_update")
         op.execute("DROP TRIGGER IF EXISTS consent_events_no_delete")

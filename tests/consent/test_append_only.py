@@ -62,3 +62,22 @@ def test_truncate_is_refused_on_postgresql(session, event, db_kind):
         session.execute(text("TRUNCATE consent_events"))
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 1
+
+
+def test_consent_texts_can_be_neither_changed_nor_deleted(session):
+    from tests.factories import make_form
+
+    form = make_form(session)
+    version = form.current_version.id
+    for statement in (
+        "UPDATE form_versions SET consent_text = 'edited' WHERE id = :id",
+        "DELETE FROM form_versions WHERE id = :id",
+    ):
+        with pytest.raises(DatabaseError, match="form_versions is append-only"):
+            session.execute(text(statement), {"id": version})
+            session.commit()
+        session.rollback()
+    with pytest.raises(DatabaseError):  # a form whose text was shown cannot go either
+        session.execute(text("DELETE FROM forms WHERE id = :id"), {"id": form.id})
+        session.commit()
+    session.rollback()

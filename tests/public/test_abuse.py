@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from mailer.consent.models import ConsentEvent, ConsentEventType
+from mailer.subscribers.models import Subscriber
 from mailer.tokens import Purpose
 from tests.conftest import form_tokens
 from tests.factories import make_form
@@ -149,12 +150,12 @@ def test_missing_or_forged_start_time_is_refused(
 def test_form_filled_at_human_speed_is_accepted(make_settings, make_app, session, work, inbox):
     app = make_app(make_settings(MAILER_MIN_FILL_SECONDS="2"))
     client = app.test_client()
-    make_form(session)
+    form = make_form(session)
     tokens = _page_tokens(client)
     # The page was opened ten seconds ago (the same signed value the page itself carries).
     with app.app_context():
         tokens["started"] = app.extensions["mailer.tokens"].dumps(
-            Purpose.FORM_STARTED, int(time.time()) - 10
+            Purpose.FORM_STARTED, {"t": int(time.time()) - 10, "v": form.current_version.id}
         )
     response = client.post(
         "/subscribe/news", data={**tokens, "email": "ann@example.com", "consent": "true"}
@@ -414,3 +415,89 @@ def test_unusual_name_is_mailed_safely(client, session, work, inbox, name):
     assert to.addr_spec == "ann@example.com"
     assert to.display_name == name, f"To: {mail['To']!r}"
     assert name in text_of(mail)
+
+
+# --- unsubscribing is never throttled away ---------------------------------------------------
+
+
+def test_many_one_click_unsubscribes_from_one_ip_all_count(make_settings, make_app, session):
+    """Gmail and Yahoo send one-click POSTs from few IPs: every valid one must be honoured,
+    while guessing at tokens is still limited."""
+    from mailer.subscribers.links import Links
+
+    app = make_app(make_settings(MAILER_SIGNUP_RATE_LIMIT="3/minute"))
+    client = app.test_client()
+    make_form(session)
+    links = Links(app.extensions["mailer.tokens"], "")
+    ids = []
+    for i in range(6):
+        person = Subscriber(email=f"p{i}@example.com", locale="en", attributes={})
+        session.add(person)
+        session.flush()
+        ids.append(person.id)
+    session.commit()
+    codes = [
+        client.post(
+            links.unsubscribe(i, None, None),
+            data={"List-Unsubscribe": "One-Click"},
+            environ_base={"REMOTE_ADDR": "209.85.220.41"},
+        ).status_code
+        for i in ids
+    ]
+    assert codes == [200] * 6
+    bad = [
+        client.post(
+            "/unsubscribe/forged.token.here",
+            data={"List-Unsubscribe": "One-Click"},
+            environ_base={"REMOTE_ADDR": "209.85.220.41"},
+        ).status_code
+        for _ in range(4)
+    ]
+    assert bad == [400, 400, 400, 429]
+
+
+def test_an_old_unsubscribe_link_still_unsubscribes(client, session, work, inbox):
+    import itsdangerous
+
+    from mailer.consent.models import ConsentEventType
+    from mailer.tokens import Purpose
+
+    class TwoYearsAgo(itsdangerous.TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 2 * 365 * 24 * 3600
+
+    make_form(session)
+    _post_json(client, "ann@example.com")
+    ann = session.scalar(select(Subscriber))
+    serializer = itsdangerous.URLSafeTimedSerializer(
+        "test-secret-key-not-for-production", salt=Purpose.UNSUBSCRIBE.value, signer=TwoYearsAgo
+    )
+    token = serializer.dumps({"s": ann.id, "t": None, "m": None})
+    response = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert _requested(session)  # the request is there, and now its withdrawal:
+    session.expire_all()
+    assert session.scalars(select(ConsentEvent)).all()[-1].type is ConsentEventType.WITHDRAWN
+
+
+def test_look_alike_spellings_of_one_address_share_its_rate_limit(make_settings, make_app, session):
+    app = make_app(make_settings(MAILER_ADDRESS_RATE_LIMIT="2/minute"))
+    client = app.test_client()
+    make_form(session)
+    # Upper case, and full-width letters that normalise to the same address.
+    spellings = [
+        "vic@example.com",
+        "VIC@example.com",
+        "vic@\uff45xample.com",
+        "vic@ex\uff41mple.com",
+    ]
+    codes = [
+        client.post(
+            "/subscribe/news",
+            json={"email": e, "consent": True},
+            headers=ORIGIN,
+            environ_base={"REMOTE_ADDR": f"198.51.100.{i}"},
+        ).status_code
+        for i, e in enumerate(spellings)
+    ]
+    assert codes == [202, 202, 429, 429]

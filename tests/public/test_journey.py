@@ -187,7 +187,9 @@ def test_preferences_change_topics_and_unsubscribe_all(client, session, work, in
     assert (
         last.type is ConsentEventType.CONFIRMED and last.evidence["method"] == "preference_center"
     )
-    assert last.consent_text_sha256 is not None
+    # The page's own statement, word for word: it shows no form's consent text.
+    assert last.evidence["statement"].startswith("Ticking a topic means you agree")
+    assert last.consent_text_sha256 is None
 
 
 def test_resubmitting_a_confirmed_address_neither_downgrades_nor_reveals(
