@@ -36,15 +36,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=bool(settings.extra.get("secure_cookies")),
-        REMEMBER_COOKIE_SECURE=bool(settings.extra.get("secure_cookies")),
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         WTF_CSRF_TIME_LIMIT=24 * 3600,
         RATELIMIT_STORAGE_URI=settings.limiter_storage_uri,
         RATELIMIT_HEADERS_ENABLED=True,
         # Redis down must not take sign-ups down with it: count in memory meanwhile.
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_ENABLED=settings.extra.get("rate_limits", True),
         BABEL_DEFAULT_LOCALE=settings.default_locale,
         BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "mailer" / "translations"),
         PREFERRED_URL_SCHEME="https" if settings.base_url.startswith("https") else "http",
@@ -78,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(public_views.bp)
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)
-    if settings.smtp_catcher or settings.extra.get("outbox"):
+    if settings.smtp_catcher:
         from mailer.devmail import views as outbox_views
 
         app.register_blueprint(outbox_views.bp)

@@ -22,6 +22,7 @@ from mailer.accounts.models import Role, User
 from mailer.consent import chain
 from mailer.emails import mjml
 from mailer.extensions import db
+from mailer.public.visitor import origin_of
 from mailer.subscribers import forms
 
 ROLES = click.Choice([r.value for r in Role])
@@ -128,7 +129,7 @@ def consent_anchor() -> None:
 @cli.command("demo")
 def demo() -> None:
     """Create the demo topic and the English demo form at /subscribe/demo."""
-    forms.ensure_demo(db.session, _origin(_settings().base_url))
+    forms.ensure_demo(db.session, origin_of(_settings().base_url))
     click.echo("demo form ready at /subscribe/demo")
 
 
@@ -145,11 +146,6 @@ def worker(burst: bool) -> None:
 def cron() -> None:
     """Run RQ's cron scheduler for periodic jobs (one per deployment is enough)."""
     importlib.import_module("workers.cron").run(current_app._get_current_object())
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _first_admin(settings: config_module.Settings) -> str:
@@ -203,7 +199,7 @@ def _run_all(app: Flask, host: str, port: int) -> None:
         if settings.smtp_catcher:
             catcher = Catcher(settings.instance_path / "outbox", port=settings.catcher_port).start()
         migrate.upgrade(settings.database_url)
-        forms.ensure_demo(db.session, _origin(settings.base_url))
+        forms.ensure_demo(db.session, origin_of(settings.base_url))
         login = _first_admin(settings)
         for command in ("worker", "cron"):
             children.append(subprocess.Popen([sys.executable, "-m", "mailer.cli", command]))

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -72,7 +72,6 @@ class Settings:
     locales: tuple[str, ...] = ("en", "nb", "da")
     default_locale: str = "en"
     confirm_max_age: int = 7 * 24 * 3600
-    unsubscribe_max_age: int = 365 * 24 * 3600
     preferences_max_age: int = 90 * 24 * 3600
     confirmation_window: int = 600
     min_fill_seconds: int = 2
@@ -92,7 +91,7 @@ class Settings:
     truncate_ip: bool = False
     # Reverse proxies in front of the app whose X-Forwarded-* headers we trust (IPs, scheme).
     proxy_count: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    secure_cookies: bool = False
 
     @property
     def production(self) -> bool:
@@ -169,7 +168,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
         base_url=base_url,
         mail_from=env.get("MAILER_MAIL_FROM", f"Mailer <noreply@{host}>"),
         confirm_max_age=_int(env, "MAILER_CONFIRM_MAX_AGE", 7 * 24 * 3600),
-        unsubscribe_max_age=_int(env, "MAILER_UNSUBSCRIBE_MAX_AGE", 365 * 24 * 3600),
         preferences_max_age=_int(env, "MAILER_PREFERENCES_MAX_AGE", 90 * 24 * 3600),
         confirmation_window=_int(env, "MAILER_CONFIRMATION_WINDOW", 600),
         min_fill_seconds=_int(env, "MAILER_MIN_FILL_SECONDS", 2),
@@ -185,5 +183,5 @@ def load(env: dict[str, str] | None = None) -> Settings:
         proxy_count=_int(env, "MAILER_PROXY_COUNT", 0),
         base_url_explicit=bool(env.get("MAILER_BASE_URL")),
         truncate_ip=_bool(env, "MAILER_TRUNCATE_IP", False),
-        extra={"secure_cookies": _bool(env, "MAILER_SECURE_COOKIES", production)},
+        secure_cookies=_bool(env, "MAILER_SECURE_COOKIES", production),
     )

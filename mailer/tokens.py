@@ -1,4 +1,4 @@
-"""Signed, purpose-salted, expiring tokens for every link we hand out.
+"""Signed, purpose-salted tokens for every link we hand out; all expire but unsubscribe links.
 
 A token made for one purpose never verifies for another: each purpose has its own salt.
 Payloads hold ids only; no personal data travels in a URL.
@@ -16,7 +16,6 @@ class Purpose(enum.Enum):
     CONFIRM = "mailer.confirm.v1"
     UNSUBSCRIBE = "mailer.unsubscribe.v1"
     PREFERENCES = "mailer.preferences.v1"
-    RESEND = "mailer.resend.v1"
     FORM_STARTED = "mailer.form-started.v1"
 
 
@@ -31,7 +30,7 @@ class TokenError(Exception):
 
 
 class Tokens:
-    def __init__(self, secret_key: str, max_ages: dict[Purpose, int]) -> None:
+    def __init__(self, secret_key: str, max_ages: dict[Purpose, int | None]) -> None:
         self._secret = secret_key
         self._max_ages = max_ages
 
@@ -64,9 +63,10 @@ def from_settings(settings: Any) -> Tokens:
         settings.secret_key,
         {
             Purpose.CONFIRM: settings.confirm_max_age,
-            Purpose.UNSUBSCRIBE: settings.unsubscribe_max_age,
+            # Never expires: withdrawal must stay as easy as giving consent (GDPR Art. 7(3)),
+            # and mail clients keep one-click URLs for as long as they keep the message.
+            Purpose.UNSUBSCRIBE: None,
             Purpose.PREFERENCES: settings.preferences_max_age,
-            Purpose.RESEND: settings.confirm_max_age,
             Purpose.FORM_STARTED: 24 * 3600,
         },
     )

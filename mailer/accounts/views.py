@@ -15,7 +15,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
@@ -87,7 +87,3 @@ def login() -> Response | str:
 def logout() -> Response:
     logout_user()
     return redirect(url_for("accounts.login"))
-
-
-def current_role() -> str | None:
-    return current_user.role.value if current_user.is_authenticated else None

@@ -23,7 +23,7 @@ from mailer.extensions import csrf, db, limiter
 from mailer.public import visitor
 from mailer.subscribers import preferences, signup
 from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus
-from mailer.subscribers.schemas import SignupArgs, messages
+from mailer.subscribers.schemas import SLUG, SignupArgs, messages
 from mailer.tokens import Purpose, TokenError
 from mailer.web import error_response, wants_json
 
@@ -31,7 +31,7 @@ bp = Blueprint("public", __name__)
 
 HONEYPOT = "website"
 SIGNUP_ARGS = SignupArgs()
-SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SLUG_RE = re.compile(SLUG)
 
 
 def _settings():
@@ -44,7 +44,7 @@ def _tokens():
 
 def _form_or_404(slug: str) -> Form:
     form = None
-    if SLUG.match(slug):
+    if SLUG_RE.match(slug):
         form = db.session.scalar(select(Form).where(Form.slug == slug))
     if form is None or not form.versions:
         abort(error_response(404, {"form": [_("There is no sign-up form at this address.")]}))
@@ -300,10 +300,6 @@ def _subscriber_from(
     purpose: Purpose, token: str
 ) -> tuple[Subscriber | None, Any, Response | None]:
     payload, error = _load(purpose, token)
-    if error and purpose is Purpose.UNSUBSCRIBE and error.expired and error.payload:
-        # Withdrawing must stay as easy as consenting (Art. 7(3)): an old email's unsubscribe
-        # link keeps working as long as its signature is good.
-        payload, error = error.payload, None
     if error:
         return None, None, _bad_link(error, purpose, token)
     subscriber_id = payload.get("s") if isinstance(payload, dict) else None

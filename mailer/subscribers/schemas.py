@@ -10,6 +10,8 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 MAX_EMAIL = 254
+# Topic and form slugs: what may appear in a URL or a form field as a name.
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 def normalise_email(value: str) -> str:
@@ -77,9 +79,6 @@ class SignupArgs(Schema):
     )
     name = PersonName(
         load_default="",
-        validate=validate.Length(
-            max=1000, error=_l("The name is too long (200 characters at most).")
-        ),
         error_messages={
             "invalid": _l("The name must be text."),
             "null": _l("The name must be text."),
@@ -87,9 +86,7 @@ class SignupArgs(Schema):
     )
     topics = fields.List(
         fields.String(
-            validate=validate.Regexp(
-                r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", error=_l("Unknown topic.")
-            ),
+            validate=validate.Regexp(SLUG, error=_l("Unknown topic.")),
             error_messages={"invalid": _l("Unknown topic.")},
         ),
         load_default=list,

@@ -98,7 +98,8 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
         raise UnknownTopics(unknown)
     if not req.topic_slugs and len(form.topics) > 1:
         raise NoTopicChosen(form.slug)
-    topics = [by_slug[s] for s in req.topic_slugs] if req.topic_slugs else list(form.topics)
+    chosen = list(dict.fromkeys(req.topic_slugs))  # in order, each once
+    topics = [by_slug[s] for s in chosen] if chosen else list(form.topics)
     version = _version(session, form, req.form_version_id)
 
     found = session.scalar(select(Subscriber.id).where(Subscriber.email == req.email))

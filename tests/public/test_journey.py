@@ -278,3 +278,14 @@ def test_no_welcome_for_someone_who_left_before_it_went_out(client, session, wor
     client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
     work()
     assert [m["Subject"] for m in inbox.messages()] == ["Please confirm your subscription"]
+
+
+def test_a_topic_ticked_twice_counts_once(client, session):
+    make_form(session)
+    response = client.post(
+        "/subscribe/news",
+        json={"email": "ann@example.com", "consent": True, "topics": ["news", "news"]},
+        headers={"Origin": "https://shop.example"},
+    )
+    assert response.status_code == 202
+    assert [s.topic.slug for s in _subscriber(session).subscriptions] == ["news"]
