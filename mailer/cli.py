@@ -19,6 +19,7 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
+from mailer.compliance import erasure
 from mailer.consent import chain
 from mailer.emails import mjml
 from mailer.extensions import db
@@ -124,6 +125,30 @@ def consent_anchor() -> None:
     """Record the current head hash with a timestamp, and print it to keep elsewhere."""
     anchor = chain.record_anchor(db.session)
     click.echo(f"{anchor.created_at.isoformat()} seq {anchor.seq} {anchor.head_hash}")
+
+
+@cli.group("subjects")
+def subjects_group() -> None:
+    """Data subjects' rights (GDPR)."""
+
+
+@subjects_group.command("erase")
+@click.argument("email")
+@click.option("--actor", required=True, help="Who asked for it and who ran it, for the ledger.")
+def subjects_erase(email: str, actor: str) -> None:
+    """Erase an address's personal data; the pseudonymised proof of consent stays."""
+    try:
+        result = erasure.erase(db.session, email, f"cli:{actor}")
+    except ValueError as exc:
+        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
+    except erasure.NothingToErase:
+        click.echo("nothing is held about that address", err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"erased: {result.events_pseudonymised} consent events pseudonymised, "
+        f"withdrawn: {', '.join(result.withdrawn) or 'nothing active'}; "
+        f"erasure recorded as event {result.erased_event_id}"
+    )
 
 
 @cli.command("demo")

@@ -232,3 +232,22 @@ def test_consent_verify_and_anchor(cli_env, session, db_kind):
     broken = _mailer(cli_env, "consent", "verify")
     assert broken.returncode == 1
     assert "altered at seq 2" in broken.stderr and "after 1 good events" in broken.stderr
+
+
+def test_subjects_erase(cli_env, session):
+    from mailer.consent import ledger
+    from mailer.consent.models import ConsentEventType, ConsentSource
+    from mailer.subscribers.models import Subscriber
+
+    ann = Subscriber(email="ann@example.com", locale="en", attributes={})
+    session.add(ann)
+    session.flush()
+    ledger.record(session, ConsentEventType.REQUESTED, ann, ["news"], ConsentSource.FORM)
+    session.commit()
+    result = _mailer(cli_env, "subjects", "erase", "ann@example.com", "--actor", "dpo")
+    assert result.returncode == 0, result.stderr
+    assert "1 consent events pseudonymised" in result.stdout
+    again = _mailer(cli_env, "subjects", "erase", "ann@example.com", "--actor", "dpo")
+    assert again.returncode == 1 and "nothing is held" in again.stderr
+    bad = _mailer(cli_env, "subjects", "erase", "not an address", "--actor", "dpo")
+    assert bad.returncode == 2 and "not a valid email address" in bad.stderr

@@ -8,7 +8,6 @@ Personal data enters the chain only as keyed HMACs (`subject_hmac`, `ip_hmac`,
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,19 +18,9 @@ from sqlalchemy.orm import Session
 
 from mailer.consent.models import ConsentEvent, LedgerAnchor, LedgerHead
 from mailer.database import utcnow
+from mailer.pseudonyms import keyed
 
 GENESIS = "0" * 64
-KEY_INFO = "ledger_key"  # where sessions carry the HMAC key (sessionmaker info)
-
-
-def keyed(session: Session, value: str | None) -> str | None:
-    """HMAC-SHA256 of a personal value under the ledger key; None stays None."""
-    if value is None:
-        return None
-    key = session.info.get(KEY_INFO)
-    if not key:
-        raise RuntimeError("the ledger key is not configured on this session")
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def content(event: ConsentEvent) -> dict[str, Any]:
@@ -81,9 +70,10 @@ def append(session: Session, event: ConsentEvent) -> ConsentEvent:
     event.seq = head.seq
     event.prev_hash = head.hash
     event.occurred_at = event.occurred_at or utcnow()
-    event.subject_hmac = keyed(session, event.email)
-    event.ip_hmac = keyed(session, event.ip)
-    event.user_agent_hmac = keyed(session, event.user_agent)
+    # Set by the caller when the clear values are not kept (the erasure event).
+    event.subject_hmac = event.subject_hmac or keyed(session, event.email)
+    event.ip_hmac = event.ip_hmac or keyed(session, event.ip)
+    event.user_agent_hmac = event.user_agent_hmac or keyed(session, event.user_agent)
     event.row_hash = row_hash(event)
     session.add(event)
     session.execute(

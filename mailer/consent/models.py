@@ -22,6 +22,7 @@ class ConsentEventType(enum.Enum):
     REQUESTED = "requested"
     CONFIRMED = "confirmed"
     WITHDRAWN = "withdrawn"
+    ERASED = "erased"  # Art. 17: personal data removed; this row and the HMACs remain
 
 
 class ConsentSource(enum.Enum):

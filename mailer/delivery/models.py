@@ -56,13 +56,21 @@ class SuppressionReason(enum.Enum):
     HARD_BOUNCE = "hard_bounce"
     COMPLAINT = "complaint"
     MANUAL = "manual"
+    # Erased on request: blocks re-import without fresh consent, never a fresh sign-up.
+    ERASED = "erased"
+
+
+# Reasons that stop mail to the address.
+BLOCKING = (SuppressionReason.HARD_BOUNCE, SuppressionReason.COMPLAINT, SuppressionReason.MANUAL)
 
 
 class Suppression(Base):
+    """Addresses we must not mail, kept only as keyed HMACs of the normalised address."""
+
     __tablename__ = "suppressions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email_hmac: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[SuppressionReason] = mapped_column(StrEnum(SuppressionReason))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

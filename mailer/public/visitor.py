@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,6 +73,9 @@ def address_key() -> str:
     try:
         # The same normal form the subscriber is stored under: look-alike spellings of one
         # address (full-width letters, case) share one budget.
-        return "address:" + normalise_email(raw)
+        address = normalise_email(raw)
     except ValueError:
-        return "address:" + raw.lower()
+        address = raw.lower()
+    # Redis keeps the key for the limit's window: an HMAC, never the address itself.
+    key = current_app.config["MAILER"].ledger_key
+    return "address:" + hmac.new(key, address.encode(), hashlib.sha256).hexdigest()

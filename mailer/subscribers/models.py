@@ -130,7 +130,10 @@ class Subscriber(Base):
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
-        back_populates="subscriber", order_by="Subscription.topic_id"
+        back_populates="subscriber",
+        order_by="Subscription.topic_id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
 

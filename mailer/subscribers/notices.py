@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 
 from mailer.consent.models import ConsentEvent
 from mailer.database import utcnow
+from mailer.delivery import suppressions
 from mailer.delivery.mime import Envelope
 from mailer.delivery.models import (
     MessageKind,
     MessageStatus,
     OutboundMessage,
-    Suppression,
     SuppressionReason,
 )
 from mailer.delivery.sender import Sender
@@ -95,7 +95,7 @@ def _deliver(
     subscriber = session.get(Subscriber, message.subscriber_id)
     if subscriber is None:
         return _finish(session, message, MessageStatus.SKIPPED, "subscriber is gone")
-    if session.scalar(select(Suppression.id).where(Suppression.email == subscriber.email)):
+    if suppressions.is_blocked(session, subscriber.email):
         return _finish(session, message, MessageStatus.SKIPPED, "address is suppressed")
 
     event = session.get(ConsentEvent, message.consent_event_id)
@@ -158,9 +158,7 @@ def _suppress(session: Session, subscriber_id: int, detail: str) -> None:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return
-    email = subscriber.email
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is None:
-        session.add(Suppression(email=email, reason=SuppressionReason.HARD_BOUNCE, detail=detail))
+    suppressions.add(session, subscriber.email, SuppressionReason.HARD_BOUNCE, detail)
 
 
 def recover_lost(session: Session) -> list[int]:

@@ -14,7 +14,8 @@ from mailer import tasks
 from mailer.consent import ledger
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
-from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage, Suppression
+from mailer.delivery import suppressions
+from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage
 from mailer.subscribers import status
 from mailer.subscribers.models import (
     Form,
@@ -144,8 +145,7 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
 
     message = None
     kind = MessageKind.CONFIRMATION if to_confirm else MessageKind.ALREADY_SUBSCRIBED
-    suppressed = session.scalar(select(Suppression.id).where(Suppression.email == req.email))
-    if suppressed is None:
+    if not suppressions.is_blocked(session, req.email):
         send_at = _mail_slot(session, subscriber.id, window)
         if send_at is None or (
             kind is MessageKind.CONFIRMATION and not _deferred(session, subscriber.id, send_at)

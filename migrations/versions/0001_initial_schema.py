@@ -115,12 +115,12 @@ def upgrade() -> None:
     op.create_table(
         "suppressions",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_hmac", sa.String(length=64), nullable=False),
         sa.Column("reason", sa.String(length=32), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_suppressions")),
-        sa.UniqueConstraint("email", name=op.f("uq_suppressions_email")),
+        sa.UniqueConstraint("email_hmac", name=op.f("uq_suppressions_email_hmac")),
     )
     op.create_table(
         "topics",

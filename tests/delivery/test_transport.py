@@ -8,9 +8,10 @@ from rq import SimpleWorker
 from sqlalchemy import func, select, update
 
 from mailer.consent.models import ConsentEvent
-from mailer.delivery import transport
+from mailer.delivery import suppressions, transport
 from mailer.delivery.models import MessageStatus, OutboundMessage, Suppression
 from mailer.extensions import db, jobs
+from mailer.pseudonyms import keyed
 from mailer.subscribers.models import Subscriber
 from tests.conftest import SMTP_PORTS
 from tests.factories import make_form
@@ -22,7 +23,7 @@ class Refusing:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("bounce@"):
-            return "550 5.1.1 No such user"
+            return f"550 5.1.1 <{address}>: No such user"
         if address.startswith("later@"):
             return "451 4.3.0 Try again later"
         envelope.rcpt_tos.append(address)
@@ -91,7 +92,11 @@ def test_permanent_refusal_fails_the_message_and_suppresses(make_settings, make_
         session.expire_all()
         message = session.scalar(select(OutboundMessage))
         assert message.status is MessageStatus.FAILED and "550" in message.error
-        assert session.scalar(select(Suppression.email)) == "bounce@example.com"
+        row = session.scalar(select(Suppression))
+        # Known by its keyed HMAC only; the SMTP reply kept as detail, address scrubbed.
+        assert row.email_hmac == keyed(session, "bounce@example.com")
+        assert suppressions.is_blocked(session, "bounce@example.com")
+        assert "bounce@example.com" not in row.detail
         # A new sign-up of a suppressed address is recorded but mails nothing.
         session.execute(update(Subscriber).values(confirmation_sent_at=None))
         session.commit()

@@ -1,0 +1,34 @@
+"""The suppression list: addresses we must not mail, known only by their keyed HMAC."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer.delivery.models import BLOCKING, Suppression, SuppressionReason
+from mailer.pseudonyms import keyed
+
+
+def is_blocked(session: Session, email: str) -> bool:
+    """True when mail to `email` must not go out (bounced, complained, blocked by staff).
+
+    An erasure entry does not block: the person may sign up again with fresh consent."""
+    reason = session.scalar(
+        select(Suppression.reason).where(Suppression.email_hmac == keyed(session, email))
+    )
+    return reason in BLOCKING
+
+
+def add(session: Session, email: str, reason: SuppressionReason, detail: str = "") -> None:
+    """Suppress `email` (flushed, the caller commits). A blocking reason replaces an erasure
+    entry; the address itself is scrubbed from `detail` (SMTP replies often quote it)."""
+    detail = re.sub(re.escape(email), "<address>", detail, flags=re.IGNORECASE)[:2000]
+    digest = keyed(session, email)
+    row = session.scalar(select(Suppression).where(Suppression.email_hmac == digest))
+    if row is None:
+        session.add(Suppression(email_hmac=digest, reason=reason, detail=detail))
+    elif reason in BLOCKING:
+        row.reason, row.detail = reason, detail
+    session.flush()
