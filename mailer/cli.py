@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import secrets
 import signal
@@ -19,7 +20,7 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
-from mailer.compliance import erasure
+from mailer.compliance import access, erasure, receipts
 from mailer.consent import chain
 from mailer.emails import mjml
 from mailer.extensions import db
@@ -149,6 +150,34 @@ def subjects_erase(email: str, actor: str) -> None:
         f"withdrawn: {', '.join(result.withdrawn) or 'nothing active'}; "
         f"erasure recorded as event {result.erased_event_id}"
     )
+
+
+@subjects_group.command("export")
+@click.argument("email")
+def subjects_export(email: str) -> None:
+    """Print everything held about an address as JSON (Art. 15 access, Art. 20 portability)."""
+    try:
+        document = access.export(db.session, email)
+    except ValueError as exc:
+        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
+    except access.NothingHeld:
+        click.echo("nothing is held about that address", err=True)
+        raise SystemExit(1) from None
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@subjects_group.command("receipt")
+@click.argument("email")
+def subjects_receipt(email: str) -> None:
+    """Print the consent receipt (Kantara Consent Receipt v1.1 fields) for an address."""
+    try:
+        document = receipts.receipt(db.session, email, _settings().controller)
+    except ValueError as exc:
+        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
+    except access.NothingHeld:
+        click.echo("no confirmed consent is held for that address", err=True)
+        raise SystemExit(1) from None
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 @cli.command("demo")

@@ -87,6 +87,8 @@ class Settings:
     base_url_explicit: bool = True  # False: the default, which `mailer run --port` replaces
     # HMAC key for personal data in the consent ledger's hash chain (see mailer.consent.chain).
     ledger_key: bytes = b""
+    # Who answers for the data (consent receipts, access exports).
+    controller: dict[str, str] | None = None
     # Record visitors' IPs truncated (IPv4 /24, IPv6 /48) instead of whole, as evidence.
     truncate_ip: bool = False
     # Reverse proxies in front of the app whose X-Forwarded-* headers we trust (IPs, scheme).
@@ -183,5 +185,14 @@ def load(env: dict[str, str] | None = None) -> Settings:
         proxy_count=_int(env, "MAILER_PROXY_COUNT", 0),
         base_url_explicit=bool(env.get("MAILER_BASE_URL")),
         truncate_ip=_bool(env, "MAILER_TRUNCATE_IP", False),
+        controller={
+            "name": env.get("MAILER_CONTROLLER_NAME", "Example Publisher"),
+            "email": env.get("MAILER_CONTROLLER_EMAIL", f"privacy@{host}"),
+            "address": env.get("MAILER_CONTROLLER_ADDRESS", ""),
+            "phone": env.get("MAILER_CONTROLLER_PHONE", ""),
+            "url": env.get("MAILER_CONTROLLER_URL", base_url),
+            "policy_url": env.get("MAILER_POLICY_URL", f"{base_url}/privacy"),
+            "jurisdiction": env.get("MAILER_JURISDICTION", "EU"),
+        },
         secure_cookies=_bool(env, "MAILER_SECURE_COOKIES", production),
     )

@@ -251,3 +251,18 @@ def test_subjects_erase(cli_env, session):
     assert again.returncode == 1 and "nothing is held" in again.stderr
     bad = _mailer(cli_env, "subjects", "erase", "not an address", "--actor", "dpo")
     assert bad.returncode == 2 and "not a valid email address" in bad.stderr
+
+
+def test_subjects_export_and_receipt(cli_env, client, session, work, inbox):
+    import json
+
+    from tests.compliance.subjects import EMAIL, subscribed
+
+    subscribed(client, session, work, inbox)
+    export = _mailer(cli_env, "subjects", "export", EMAIL)
+    assert export.returncode == 0, export.stderr
+    assert json.loads(export.stdout)["subscriptions"][0]["status"] == "active"
+    receipt = _mailer(cli_env, "subjects", "receipt", EMAIL)
+    assert receipt.returncode == 0 and json.loads(receipt.stdout)["piiPrincipalId"] == EMAIL
+    missing = _mailer(cli_env, "subjects", "export", "nobody@example.com")
+    assert missing.returncode == 1 and "nothing is held" in missing.stderr

@@ -11,26 +11,7 @@ from mailer.consent.models import ConsentEvent, ConsentEventType
 from mailer.delivery.models import Suppression, SuppressionReason
 from mailer.models import Base
 from mailer.subscribers.models import Subscriber, SubscriptionStatus
-from tests.factories import make_form
-from tests.inbox import link
-
-ORIGIN = {"Origin": "https://shop.example"}
-EMAIL = "erin.eraseme@example.com"
-
-
-def _subscribed(client, session, work, inbox, email=EMAIL):
-    make_form(session, welcome=True)
-    client.post(
-        "/subscribe/news",
-        json={"email": email, "consent": True, "name": "Erin"},
-        headers={**ORIGIN, "User-Agent": "ErinBrowser/1.0"},
-    )
-    work()
-    path = link(inbox.messages(email)[-1], "confirm").removeprefix("http://localhost")
-    page = client.get(path).get_data(as_text=True)
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
-    client.post(path, data={"csrf_token": token}, headers={"User-Agent": "ErinBrowser/1.0"})
-    work()
+from tests.compliance.subjects import EMAIL, ORIGIN, subscribed
 
 
 def _every_text_value(session) -> list[tuple[str, str, str]]:
@@ -46,7 +27,7 @@ def _every_text_value(session) -> list[tuple[str, str, str]]:
 
 
 def test_erasure_leaves_no_trace_and_the_proof_verifies(client, session, work, inbox):
-    _subscribed(client, session, work, inbox)
+    subscribed(client, session, work, inbox)
     assert any(EMAIL in v for _, _, v in _every_text_value(session))
     result = erasure.erase(session, EMAIL.upper(), actor="dpo@example.org")
     assert result.withdrawn == ["news"]
@@ -78,7 +59,7 @@ def test_erasure_leaves_no_trace_and_the_proof_verifies(client, session, work, i
 
 
 def test_signing_up_again_after_erasure_starts_fresh(client, session, work, inbox):
-    _subscribed(client, session, work, inbox)
+    subscribed(client, session, work, inbox)
     erasure.erase(session, EMAIL, actor="dpo@example.org")
     inbox.clear()
     response = client.post(

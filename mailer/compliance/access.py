@@ -1,0 +1,134 @@
+"""Access and portability (GDPR Art. 15, 20): everything we hold about an address, as one
+structured, machine-readable document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer.consent.models import ConsentEvent
+from mailer.database import utcnow
+from mailer.delivery.models import OutboundMessage
+from mailer.pseudonyms import keyed
+from mailer.subscribers.models import FormVersion, Subscriber
+from mailer.subscribers.schemas import normalise_email
+
+
+class NothingHeld(LookupError):
+    """No profile and no consent events for this address."""
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def subject_events(session: Session, email: str) -> list[ConsentEvent]:
+    """Every ledger event of the person, by the keyed HMAC of their address (so events from
+    before an erasure are included, pseudonymised)."""
+    digest = keyed(session, normalise_email(email))
+    return list(
+        session.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.subject_hmac == digest)
+            .order_by(ConsentEvent.seq)
+        )
+    )
+
+
+def export(session: Session, email: str) -> dict[str, Any]:
+    """The access document. Read-only; raises `NothingHeld`."""
+    address = normalise_email(email)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    events = subject_events(session, address)
+    if subscriber is None and not events:
+        raise NothingHeld(address)
+    versions = {
+        v.id: v
+        for v in session.scalars(
+            select(FormVersion).where(
+                FormVersion.id.in_({e.form_version_id for e in events if e.form_version_id})
+            )
+        )
+    }
+    document: dict[str, Any] = {
+        "generated_at": _iso(utcnow()),
+        "email": address,
+        "profile": None,
+        "subscriptions": [],
+        "consent_events": [_event(e, versions) for e in events],
+        "consent_texts": {
+            v.consent_text_sha256: {
+                "form_id": v.form_id,
+                "version": v.version,
+                "text": v.consent_text,
+            }
+            for v in versions.values()
+        },
+        "messages": [],
+    }
+    if subscriber is not None:
+        document["profile"] = {
+            "name": subscriber.name,
+            "locale": subscriber.locale,
+            "status": subscriber.status.value,
+            "attributes": subscriber.attributes,
+            "created_at": _iso(subscriber.created_at),
+            "confirmed_at": _iso(subscriber.confirmed_at),
+            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+            "engagement": {
+                "last_open_at": _iso(subscriber.last_open_at),
+                "last_click_at": _iso(subscriber.last_click_at),
+                "open_count": subscriber.open_count,
+                "machine_open_count": subscriber.machine_open_count,
+                "click_count": subscriber.click_count,
+                "bounce_count": subscriber.bounce_count,
+            },
+        }
+        document["subscriptions"] = [
+            {
+                "topic": s.topic.slug,
+                "topic_name": s.topic.name,
+                "status": s.status.value,
+                "created_at": _iso(s.created_at),
+                "confirmed_at": _iso(s.confirmed_at),
+            }
+            for s in subscriber.subscriptions
+        ]
+        document["messages"] = [
+            {
+                "kind": m.kind.value,
+                "status": m.status.value,
+                "message_id": m.message_id,
+                "created_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in session.scalars(
+                select(OutboundMessage)
+                .where(OutboundMessage.subscriber_id == subscriber.id)
+                .order_by(OutboundMessage.id)
+            )
+        ]
+    return document
+
+
+def _event(event: ConsentEvent, versions: dict[int, FormVersion]) -> dict[str, Any]:
+    version = versions.get(event.form_version_id) if event.form_version_id else None
+    return {
+        "seq": event.seq,
+        "occurred_at": _iso(event.occurred_at),
+        "type": event.type.value,
+        "topics": event.topics,
+        "lawful_basis": event.lawful_basis,
+        "source": event.source.value,
+        "form_id": event.form_id,
+        "form_version": version.version if version else None,
+        "consent_text_sha256": event.consent_text_sha256,
+        "locale": event.locale,
+        "email": event.email,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "evidence": event.evidence,
+        "row_hash": event.row_hash,
+    }
