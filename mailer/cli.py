@@ -9,6 +9,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import click
@@ -156,27 +157,27 @@ def subjects_erase(email: str, actor: str) -> None:
 @click.argument("email")
 def subjects_export(email: str) -> None:
     """Print everything held about an address as JSON (Art. 15 access, Art. 20 portability)."""
-    try:
-        document = access.export(db.session, email)
-    except ValueError as exc:
-        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
-    except access.NothingHeld:
-        click.echo("nothing is held about that address", err=True)
-        raise SystemExit(1) from None
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    _print_subject_document(lambda: access.export(db.session, email), "nothing is held")
 
 
 @subjects_group.command("receipt")
 @click.argument("email")
 def subjects_receipt(email: str) -> None:
     """Print the consent receipt (Kantara Consent Receipt v1.1 fields) for an address."""
+    _print_subject_document(
+        lambda: receipts.receipt(db.session, email, _settings().controller),
+        "no confirmed consent is held",
+    )
+
+
+def _print_subject_document(build: Callable[[], dict], missing: str) -> None:
     try:
-        document = receipts.receipt(db.session, email, _settings().controller)
+        document = build()
+    except access.NothingHeld:
+        click.echo(f"{missing} for that address", err=True)
+        raise SystemExit(1) from None
     except ValueError as exc:
         raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
-    except access.NothingHeld:
-        click.echo("no confirmed consent is held for that address", err=True)
-        raise SystemExit(1) from None
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 

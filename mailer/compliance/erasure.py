@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from mailer.consent import chain, ledger
+from mailer.consent import chain
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
 from mailer.delivery import suppressions
 from mailer.delivery.models import SuppressionReason
 from mailer.pseudonyms import keyed
-from mailer.subscribers import status
-from mailer.subscribers.models import Subscriber, SubscriptionStatus
+from mailer.subscribers import preferences, status
+from mailer.subscribers.models import Subscriber
 from mailer.subscribers.schemas import normalise_email
 
 
@@ -60,20 +60,9 @@ def erase(
 
     withdrawn: list[str] = []
     if subscriber is not None:
-        for sub in subscriber.subscriptions:
-            if sub.status is not SubscriptionStatus.UNSUBSCRIBED:
-                sub.status = SubscriptionStatus.UNSUBSCRIBED
-                withdrawn.append(sub.topic.slug)
-        if withdrawn:
-            ledger.record(
-                session,
-                ConsentEventType.WITHDRAWN,
-                subscriber,
-                withdrawn,
-                source,
-                evidence={"method": "erasure"},
-                actor=actor,
-            )
+        withdrawn = preferences.record_withdrawal(
+            session, subscriber, None, source, evidence={"method": "erasure"}, actor=actor
+        )
 
     erased = chain.append(
         session,

@@ -41,6 +41,25 @@ def withdraw(
     a repeated one-click POST is harmless. Commits.
     """
     subscriber = _subscriber(session, subscriber_id)
+    withdrawn = record_withdrawal(session, subscriber, topic_slugs, source, visit, evidence)
+    if not withdrawn:
+        session.rollback()
+        return []
+    session.commit()
+    return withdrawn
+
+
+def record_withdrawal(
+    session: Session,
+    subscriber: Subscriber,
+    topic_slugs: Collection[str] | None,
+    source: ConsentSource,
+    visit: ledger.Visit | None = None,
+    evidence: dict | None = None,
+    actor: str | None = None,
+) -> list[str]:
+    """Unsubscribe the (locked) subscriber and chain the "withdrawn" event, if anything was
+    left to withdraw. Flushes; the caller's transaction commits."""
     withdrawn = []
     for sub in subscriber.subscriptions:
         if topic_slugs is not None and sub.topic.slug not in topic_slugs:
@@ -49,7 +68,6 @@ def withdraw(
             sub.status = SubscriptionStatus.UNSUBSCRIBED
             withdrawn.append(sub.topic.slug)
     if not withdrawn:
-        session.rollback()
         return []
     status.refresh(subscriber)
     ledger.record(
@@ -60,8 +78,8 @@ def withdraw(
         source=source,
         visit=visit,
         evidence=evidence,
+        actor=actor,
     )
-    session.commit()
     return withdrawn
 
 
