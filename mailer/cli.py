@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC
 from urllib.parse import urlsplit
 
 import click
@@ -21,8 +22,9 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
-from mailer.compliance import access, erasure, receipts
+from mailer.compliance import access, audit_export, erasure, receipts
 from mailer.consent import chain
+from mailer.consent.models import ConsentEventType
 from mailer.emails import mjml
 from mailer.extensions import db
 from mailer.public.visitor import origin_of
@@ -120,6 +122,29 @@ def consent_verify() -> None:
         return
     click.echo(f"ledger BROKEN after {report.checked} good events: {report.problem}", err=True)
     raise SystemExit(1)
+
+
+@consent_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv")
+@click.option("--since", type=click.DateTime(), help="From this UTC time (inclusive).")
+@click.option("--until", type=click.DateTime(), help="Before this UTC time.")
+@click.option(
+    "--type", "types", multiple=True, type=click.Choice([t.value for t in ConsentEventType])
+)
+@click.option("--topic", help="Only events naming this topic slug.")
+@click.option("--form", "form_id", type=int, help="Only events from this form id.")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+def consent_export(fmt, since, until, types, topic, form_id, output) -> None:
+    """Stream the consent audit (documented, stable columns) as CSV or JSON Lines."""
+    flt = audit_export.Filter(
+        since=since.replace(tzinfo=UTC) if since else None,
+        until=until.replace(tzinfo=UTC) if until else None,
+        types=tuple(ConsentEventType(t) for t in types),
+        topic=topic,
+        form_id=form_id,
+    )
+    count = audit_export.write(db.session, flt, output, fmt)
+    click.echo(f"{count} events exported", err=True)
 
 
 @consent_group.command("anchor")

@@ -266,3 +266,22 @@ def test_subjects_export_and_receipt(cli_env, client, session, work, inbox):
     assert receipt.returncode == 0 and json.loads(receipt.stdout)["piiPrincipalId"] == EMAIL
     missing = _mailer(cli_env, "subjects", "export", "nobody@example.com")
     assert missing.returncode == 1 and "nothing is held" in missing.stderr
+
+
+def test_consent_export(cli_env, client, session, work, inbox, tmp_path):
+    import csv
+    import json
+
+    from tests.compliance.subjects import subscribed
+
+    subscribed(client, session, work, inbox)
+    jsonl = _mailer(cli_env, "consent", "export", "--format", "jsonl", "--type", "confirmed")
+    assert jsonl.returncode == 0, jsonl.stderr
+    assert [json.loads(line)["type"] for line in jsonl.stdout.splitlines()] == ["confirmed"]
+    assert "1 events exported" in jsonl.stderr
+    target = tmp_path / "audit.csv"
+    to_file = _mailer(cli_env, "consent", "export", "-o", str(target), "--since", "2020-01-01")
+    assert to_file.returncode == 0
+    assert len(list(csv.DictReader(target.open()))) == 2
+    bad = _mailer(cli_env, "consent", "export", "--type", "bogus")
+    assert bad.returncode == 2 and "--type" in bad.stderr
