@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -105,7 +105,6 @@ class Report:
     head_hash: str = GENESIS
     problem: Problem | None = None
     anchors_checked: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

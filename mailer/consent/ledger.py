@@ -60,7 +60,7 @@ def record(
         locale=visit.locale or subscriber.locale,
         source=source,
         ip=visit.ip,
-        user_agent=(visit.user_agent or None) and visit.user_agent[:1000],
+        user_agent=visit.user_agent[:1000] if visit.user_agent else None,
         evidence=evidence or {},
         actor=actor,
         occurred_at=utcnow(),

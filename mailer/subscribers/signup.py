@@ -129,7 +129,6 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
         sub.status = SubscriptionStatus.PENDING
         to_confirm.append(topic.slug)
     session.flush()
-    session.refresh(subscriber, ["subscriptions"])
     status.refresh(subscriber)
 
     event = ledger.record(
