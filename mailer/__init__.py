@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from mailer.web import register
 
     register(app)
+    from mailer import api
+
+    api.init_app(app)
     app.register_blueprint(public_views.bp)
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)

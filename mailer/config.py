@@ -94,6 +94,19 @@ class Settings:
     # Reverse proxies in front of the app whose X-Forwarded-* headers we trust (IPs, scheme).
     proxy_count: int = 0
     secure_cookies: bool = False
+    # Campaign sending: all workers together stay under these (0: no limit).
+    send_rate_per_second: int = 0
+    send_rate_per_hour: int = 0
+    # Recipients one sender job claims at a time (one commit per claim).
+    send_batch_size: int = 200
+    # Shared secret for POST /webhooks/bounces (empty: the endpoint answers 404).
+    bounce_webhook_secret: str = ""
+    # Optional mailto: for List-Unsubscribe next to the https URL (RFC 2369).
+    unsubscribe_mailto: str = ""
+    # Opens this soon after delivery are counted as machine opens (proxies, scanners).
+    machine_open_seconds: int = 10
+    # How long tracking links keep recording (the redirect itself keeps working).
+    tracking_max_age: int = 400 * 24 * 3600
 
     @property
     def production(self) -> bool:
@@ -195,4 +208,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
             "jurisdiction": env.get("MAILER_JURISDICTION", "EU"),
         },
         secure_cookies=_bool(env, "MAILER_SECURE_COOKIES", production),
+        send_rate_per_second=_int(env, "MAILER_SEND_RATE_PER_SECOND", 0),
+        send_rate_per_hour=_int(env, "MAILER_SEND_RATE_PER_HOUR", 0),
+        send_batch_size=max(1, _int(env, "MAILER_SEND_BATCH_SIZE", 200)),
+        bounce_webhook_secret=env.get("MAILER_BOUNCE_WEBHOOK_SECRET", ""),
+        unsubscribe_mailto=env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
+        machine_open_seconds=_int(env, "MAILER_MACHINE_OPEN_SECONDS", 10),
+        tracking_max_age=_int(env, "MAILER_TRACKING_MAX_AGE", 400 * 24 * 3600),
     )

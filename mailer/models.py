@@ -1,6 +1,13 @@
 """Every model, imported once so that `Base.metadata` is complete (Alembic, tests)."""
 
 from mailer.accounts.models import ApiKey, Role, User
+from mailer.campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Template,
+)
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import Base
 from mailer.delivery.models import (
@@ -11,6 +18,7 @@ from mailer.delivery.models import (
     SuppressionReason,
 )
 from mailer.emails.models import CompiledTemplate
+from mailer.segments.models import Segment
 from mailer.subscribers.models import (
     Form,
     FormVersion,
@@ -24,22 +32,28 @@ from mailer.subscribers.models import (
 __all__ = [
     "ApiKey",
     "Base",
+    "Campaign",
+    "CampaignStatus",
     "CompiledTemplate",
     "ConsentEvent",
     "ConsentEventType",
     "ConsentSource",
+    "Delivery",
+    "DeliveryStatus",
     "Form",
     "FormVersion",
     "MessageKind",
     "MessageStatus",
     "OutboundMessage",
     "Role",
+    "Segment",
     "Subscriber",
     "SubscriberStatus",
     "Subscription",
     "SubscriptionStatus",
     "Suppression",
     "SuppressionReason",
+    "Template",
     "Topic",
     "User",
 ]

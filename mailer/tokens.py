@@ -17,6 +17,11 @@ class Purpose(enum.Enum):
     UNSUBSCRIBE = "mailer.unsubscribe.v1"
     PREFERENCES = "mailer.preferences.v1"
     FORM_STARTED = "mailer.form-started.v1"
+    # Campaign messages: open pixel, click redirect (the target URL is inside the token),
+    # and the "view in browser" copy.
+    OPEN = "mailer.open.v1"
+    CLICK = "mailer.click.v1"
+    VIEW = "mailer.view.v1"
 
 
 class TokenError(Exception):
@@ -68,5 +73,8 @@ def from_settings(settings: Any) -> Tokens:
             Purpose.UNSUBSCRIBE: None,
             Purpose.PREFERENCES: settings.preferences_max_age,
             Purpose.FORM_STARTED: 24 * 3600,
+            Purpose.OPEN: settings.tracking_max_age,
+            Purpose.CLICK: settings.tracking_max_age,
+            Purpose.VIEW: settings.tracking_max_age,
         },
     )

@@ -11,6 +11,8 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from mailer.api.errors import ApiError, flatten
+
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -18,7 +20,7 @@ CSP = (
 
 
 def wants_json() -> bool:
-    if request.is_json:
+    if request.is_json or request.path.startswith("/api/"):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
@@ -38,6 +40,14 @@ def error_response(status: int, errors: dict[str, list[str]], title: str | None 
 
 def _http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
+    if isinstance(exc, ApiError):
+        return _with_headers(error_response(code, exc.errors), exc)
+    data = getattr(exc, "data", None) or {}
+    if "messages" in data or "errors" in data:  # webargs / flask-smorest validation
+        errors = flatten(data.get("errors") or data["messages"])
+        return _with_headers(error_response(code, errors), exc)
+    if "message" in data:  # flask_smorest.abort(404, message=...)
+        return _with_headers(error_response(code, {"request": [str(data["message"])]}), exc)
     messages: dict[int, tuple[str, str]] = {
         400: ("request", _("The request could not be understood.")),
         403: ("request", _("You are not allowed to do that.")),
@@ -48,6 +58,10 @@ def _http_error(exc: HTTPException) -> Response:
     }
     field, message = messages.get(code, ("request", _("Something went wrong.")))
     response = error_response(code, {field: [message]}, title=_("Something went wrong"))
+    return _with_headers(response, exc)
+
+
+def _with_headers(response: Response, exc: HTTPException) -> Response:
     # Keep what the exception says in headers (Allow on a 405, WWW-Authenticate, ...).
     for key, value in exc.get_headers():
         if key.lower() != "content-type":

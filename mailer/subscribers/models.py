@@ -128,6 +128,8 @@ class Subscriber(Base):
     machine_open_count: Mapped[int] = mapped_column(Integer, default=0)
     click_count: Mapped[int] = mapped_column(Integer, default=0)
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The person's choice: no pixel, no rewritten links in anything we send them.
+    tracking_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber",

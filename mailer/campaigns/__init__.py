@@ -1,0 +1,1 @@
+"""Campaigns: templates, campaigns, per-recipient rendering, and crash-safe sending."""

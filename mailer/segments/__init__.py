@@ -1,0 +1,1 @@
+"""Segments: rule trees over subscriber profiles, validated by a schema and compiled to SQL."""

@@ -1,0 +1,1 @@
+"""Tracking: open pixel, click redirect, event flushing into profiles; bounces and complaints."""
