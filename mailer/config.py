@@ -99,6 +99,17 @@ class Settings:
     send_rate_per_hour: int = 0
     # Recipients one sender job claims at a time (one commit per claim).
     send_batch_size: int = 200
+    # Sender jobs enqueued per campaign: how many workers may share one campaign.
+    send_jobs: int = 4
+    # A claimed-but-unsent recipient returns to the pool after this long without its sender.
+    claim_lease: int = 60
+    # A recipient left "sending" this long had a sender die mid-SMTP: it becomes "unknown".
+    # Must exceed the SMTP timeout.
+    sending_lease: int = 180
+    # Temporary SMTP failures per recipient before giving up (failed, not suppressed).
+    send_max_attempts: int = 6
+    # How often `mailer cron` looks for stalled or overdue campaigns.
+    campaign_sweep_seconds: int = 30
     # Shared secret for POST /webhooks/bounces (empty: the endpoint answers 404).
     bounce_webhook_secret: str = ""
     # Optional mailto: for List-Unsubscribe next to the https URL (RFC 2369).
@@ -211,6 +222,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
         send_rate_per_second=_int(env, "MAILER_SEND_RATE_PER_SECOND", 0),
         send_rate_per_hour=_int(env, "MAILER_SEND_RATE_PER_HOUR", 0),
         send_batch_size=max(1, _int(env, "MAILER_SEND_BATCH_SIZE", 200)),
+        send_jobs=max(1, _int(env, "MAILER_SEND_JOBS", 4)),
+        claim_lease=max(1, _int(env, "MAILER_CLAIM_LEASE", 60)),
+        sending_lease=max(1, _int(env, "MAILER_SENDING_LEASE", 180)),
+        send_max_attempts=max(1, _int(env, "MAILER_SEND_MAX_ATTEMPTS", 6)),
+        campaign_sweep_seconds=max(1, _int(env, "MAILER_CAMPAIGN_SWEEP_SECONDS", 30)),
         bounce_webhook_secret=env.get("MAILER_BOUNCE_WEBHOOK_SECRET", ""),
         unsubscribe_mailto=env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
         machine_open_seconds=_int(env, "MAILER_MACHINE_OPEN_SECONDS", 10),

@@ -67,6 +67,8 @@ class Campaign(Base):
     frozen_html: Mapped[str | None] = mapped_column(Text, nullable=True)
     frozen_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     recipient_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Set once the recipients were resolved into deliveries (exactly once per campaign).
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

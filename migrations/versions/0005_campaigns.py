@@ -1,11 +1,11 @@
-"""campaigns: schema owned by the campaigns work (indexes, tables); empty until it needs one
+"""campaigns: when recipients were resolved
 
 Revision ID: 0005
 Revises: 0004
 """
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0005"
 down_revision = "0004"
@@ -14,8 +14,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("resolved_at")

@@ -1,0 +1,441 @@
+"""The campaign sender: claim recipients in pages, send each exactly once, record as it goes.
+
+Exactly once, and what "once" costs:
+- A sender claims a page of pending deliveries with its own random claim token (a fencing
+  token). Claims expire (`claim_lease`), so a dead sender's page returns to the pool; every
+  write afterwards is conditional on the token, so a slow sender that lost its page writes
+  nothing and sends nothing more.
+- Just before SMTP, the delivery is marked `sending` in a committed transaction (the same
+  one that records the previous message's outcome). After SMTP, the outcome is known in
+  memory and written with the next message's mark (or at the end of the page).
+- A sender killed at any moment therefore leaves at most one delivery `sending`: the one on
+  the wire. After `sending_lease` it becomes `unknown` (it may have been delivered) and is
+  never resent. Every other delivery of its page is `pending` again or already final. A
+  connection lost after the message body was sent is `unknown` for the same reason.
+Listmonk checkpoints a batch when it is read, so a crash skips (or, on resume, duplicates)
+everything in memory; here the state is per recipient and written when it is sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailer.campaigns.pacing import Pacer
+from mailer.config import Settings
+from mailer.database import utcnow
+from mailer.delivery.models import BLOCKING, Suppression
+from mailer.delivery.pool import Outcome, Result, SmtpConnection
+from mailer.delivery.transport import SmtpTarget
+from mailer.pseudonyms import keyed
+from mailer.subscribers.models import Subscriber, Subscription, SubscriptionStatus
+from mailer.tokens import Tokens
+
+log = logging.getLogger(__name__)
+
+# Temporary failures: seconds before the next try, by attempt number.
+BACKOFF = (30, 120, 600, 1800, 3600, 7200)
+# How often a sender looks at the campaign's status (pause and cancel take effect this fast).
+STATUS_EVERY = 0.5
+
+
+class Next(enum.Enum):
+    DONE = "done"  # nothing more for this sender
+    AGAIN = "again"  # time budget used up: enqueue another sender now
+    LATER = "later"  # come back at `at` (retries due, or others' claims may go stale)
+
+
+@dataclass
+class RunResult:
+    next: Next
+    at: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=BACKOFF[min(max(attempt, 1), len(BACKOFF)) - 1])
+
+
+class Sender:
+    """One run of one sender job over one campaign."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        tokens: Tokens,
+        campaign_id: int,
+        time_budget: float = 60.0,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.tokens = tokens
+        self.campaign_id = campaign_id
+        self.time_budget = time_budget
+        self.pacer = pacer or Pacer(settings)
+        self.claim = secrets.token_hex(8)
+        self.counts: dict[str, int] = {}
+        self._status_checked = 0.0
+        self._status_ok = True
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        from mailer.campaigns.rendering import PreparedCampaign
+
+        with self.sessions() as session:
+            campaign = session.get(Campaign, self.campaign_id)
+            if campaign is None or campaign.status is not CampaignStatus.SENDING:
+                return RunResult(Next.DONE)
+            prepared = PreparedCampaign.from_campaign(
+                campaign, campaign.topic, self.settings, self.tokens
+            )
+            topic_id = campaign.topic_id
+            session.commit()
+            deadline = time.monotonic() + self.time_budget
+            with SmtpConnection(SmtpTarget.from_url(self.settings.smtp_url)) as smtp:
+                while True:
+                    if time.monotonic() > deadline:
+                        return self._result(Next.AGAIN)
+                    if not self._still_sending(session, force=True):
+                        return self._result(Next.DONE)
+                    self._recover_lost(session)
+                    ids = self._claim_page(session)
+                    if not ids:
+                        return self._finish_or_wait(session)
+                    stop = self._send_page(session, smtp, prepared, topic_id, ids)
+                    if stop is not None:
+                        return stop
+
+    def _result(self, nxt: Next, at: datetime | None = None) -> RunResult:
+        return RunResult(nxt, at, dict(self.counts))
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def _still_sending(self, session: Session, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self._status_checked >= STATUS_EVERY:
+            status = session.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
+            session.commit()
+            self._status_ok = status is CampaignStatus.SENDING
+            self._status_checked = now
+        return self._status_ok
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def _page_size(self) -> int:
+        size = self.settings.send_batch_size
+        if self.settings.send_rate_per_second > 0:
+            # Under a rate limit, claim no more than a quarter of the lease's worth.
+            size = min(
+                size, max(1, self.settings.send_rate_per_second * self.settings.claim_lease // 4)
+            )
+        return size
+
+    def _claim_page(self, session: Session) -> list[int]:
+        """One atomic UPDATE claims a page under a fresh token (SKIP LOCKED on PostgreSQL;
+        SQLite serialises writers), so two senders never hold the same recipient."""
+        now = utcnow()
+        stale = now - timedelta(seconds=self.settings.claim_lease)
+        claimable = (
+            Delivery.campaign_id == self.campaign_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            (Delivery.claim.is_(None)) | (Delivery.claimed_at < stale),
+            (Delivery.retry_at.is_(None)) | (Delivery.retry_at <= now),
+        )
+        page = (
+            select(Delivery.id)
+            .where(*claimable)
+            .order_by(Delivery.id)
+            .limit(self._page_size())
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        self.claim = secrets.token_hex(8)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(page), *claimable)
+            .values(claim=self.claim, claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        ids = session.scalars(
+            select(Delivery.id)
+            .where(Delivery.claim == self.claim, Delivery.status == DeliveryStatus.PENDING)
+            .order_by(Delivery.id)
+        ).all()
+        session.commit()
+        return list(ids)
+
+    def _recover_lost(self, session: Session) -> None:
+        """Deliveries left `sending` by a sender that died mid-SMTP: maybe delivered."""
+        stuck = utcnow() - timedelta(seconds=self.settings.sending_lease)
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.campaign_id == self.campaign_id,
+                Delivery.status == DeliveryStatus.SENDING,
+                Delivery.claimed_at < stuck,
+            )
+            .values(
+                status=DeliveryStatus.UNKNOWN,
+                error="the sender stopped during SMTP; the message may have been delivered",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if result.rowcount:
+            log.warning("campaign %s: %d deliveries unknown", self.campaign_id, result.rowcount)
+
+    def _release(self, session: Session) -> None:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.claim == self.claim, Delivery.status == DeliveryStatus.PENDING)
+            .values(claim=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+    def _finish_or_wait(self, session: Session) -> RunResult:
+        open_ = session.execute(
+            select(
+                func.count(),
+                func.min(Delivery.retry_at),
+                func.min(Delivery.claimed_at),
+            ).where(
+                Delivery.campaign_id == self.campaign_id,
+                Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING)),
+            )
+        ).one()
+        remaining, next_retry, oldest_claim = open_
+        if not remaining:
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == self.campaign_id, Campaign.status == CampaignStatus.SENDING)
+                .values(status=CampaignStatus.SENT, finished_at=utcnow())
+            )
+            session.commit()
+            return self._result(Next.DONE)
+        session.commit()
+        # Come back when a retry is due or another sender's claim could have gone stale.
+        times = []
+        if next_retry is not None:
+            times.append(next_retry)
+        if oldest_claim is not None:
+            lease = max(self.settings.claim_lease, self.settings.sending_lease)
+            times.append(oldest_claim + timedelta(seconds=lease + 1))
+        at = min(times) if times else utcnow() + timedelta(seconds=self.settings.claim_lease)
+        return self._result(Next.LATER, max(at, utcnow() + timedelta(seconds=1)))
+
+    # -- one page ---------------------------------------------------------------------------
+
+    def _send_page(
+        self,
+        session: Session,
+        smtp: SmtpConnection,
+        prepared: object,
+        topic_id: int,
+        ids: list[int],
+    ) -> RunResult | None:
+        from mailer.campaigns.rendering import Recipient
+
+        rows = session.execute(
+            select(
+                Delivery.id,
+                Delivery.attempts,
+                Subscriber.id,
+                Subscriber.email,
+                Subscriber.name,
+                Subscriber.locale,
+                Subscriber.attributes,
+                Subscriber.tracking_enabled,
+                Subscription.status,
+            )
+            .select_from(Delivery)
+            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .outerjoin(
+                Subscription,
+                (Subscription.subscriber_id == Subscriber.id) & (Subscription.topic_id == topic_id),
+            )
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
+        digests = {r[3]: keyed(session, r[3]) for r in rows if r[3]}
+        blocked = self._blocked(session, list(digests.values()))
+        skips: dict[str, list[int]] = {}
+        todo = []
+        for delivery_id, attempts, sid, email, name, locale, attrs, tracking, sub_status in rows:
+            if sid is None:
+                skips.setdefault("erased", []).append(delivery_id)
+            elif sub_status is not SubscriptionStatus.ACTIVE:
+                skips.setdefault("unsubscribed", []).append(delivery_id)
+            elif digests[email] in blocked:
+                skips.setdefault("suppressed", []).append(delivery_id)
+            else:
+                recipient = Recipient(
+                    subscriber_id=sid,
+                    email=email,
+                    name=name or "",
+                    locale=locale or "en",
+                    attributes=dict(attrs or {}),
+                    tracking_enabled=bool(tracking),
+                    delivery_id=delivery_id,
+                )
+                todo.append((delivery_id, attempts, recipient))
+        for reason, skipped in skips.items():
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(skipped), Delivery.claim == self.claim)
+                .values(status=DeliveryStatus.SKIPPED, skip_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+            self._count("skipped", len(skipped))
+        session.commit()
+
+        previous: tuple[int, int, object, Result] | None = None
+        try:
+            for delivery_id, attempts, recipient in todo:
+                if not self._still_sending(session) or not self.pacer.acquire(
+                    lambda: self._still_sending(session)
+                ):
+                    self._write(session, previous)
+                    previous = None
+                    session.commit()
+                    self._release(session)
+                    return self._result(Next.DONE)
+                try:
+                    rendered = prepared.render(recipient)  # type: ignore[attr-defined]
+                except Exception as exc:  # one bad profile must not stop the campaign
+                    log.exception(
+                        "campaign %s: rendering delivery %s failed", self.campaign_id, delivery_id
+                    )
+                    self._write(session, previous)
+                    previous = None
+                    session.execute(
+                        update(Delivery)
+                        .where(Delivery.id == delivery_id, Delivery.claim == self.claim)
+                        .values(
+                            status=DeliveryStatus.FAILED, error=f"rendering failed: {exc}"[:1000]
+                        )
+                    )
+                    session.commit()
+                    self._count("failed")
+                    continue
+                self._write(session, previous)
+                previous = None
+                marked = session.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == delivery_id,
+                        Delivery.claim == self.claim,
+                        Delivery.status == DeliveryStatus.PENDING,
+                    )
+                    .values(
+                        status=DeliveryStatus.SENDING,
+                        claimed_at=utcnow(),
+                        attempts=Delivery.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()  # durable before a byte goes out
+                if marked.rowcount != 1:
+                    continue  # cancelled, or our claim went stale and someone else has it
+                result = smtp.send(
+                    rendered.envelope_from, rendered.envelope_to, rendered.data, rendered.smtputf8
+                )
+                previous = (delivery_id, attempts + 1, recipient, result)
+                if result.connection_lost and result.outcome is Outcome.TEMPORARY:
+                    # The server is struggling: back off as a whole, not recipient by recipient.
+                    self._write(session, previous)
+                    previous = None
+                    session.commit()
+                    self._release(session)
+                    return self._result(Next.LATER, utcnow() + backoff(1) / 3)
+        finally:
+            if previous is not None:
+                self._write(session, previous)
+                session.commit()
+        return None
+
+    def _blocked(self, session: Session, digests: list[str]) -> set[str]:
+        if not digests:
+            return set()
+        return set(
+            session.scalars(
+                select(Suppression.email_hmac).where(
+                    Suppression.email_hmac.in_(digests), Suppression.reason.in_(BLOCKING)
+                )
+            )
+        )
+
+    def _write(self, session: Session, previous: tuple[int, int, object, Result] | None) -> None:
+        """Record one message's outcome (not committed: it rides with the next mark)."""
+        if previous is None:
+            return
+        delivery_id, attempts, recipient, result = previous
+        mine = (
+            Delivery.id == delivery_id,
+            Delivery.claim == self.claim,
+            Delivery.status == DeliveryStatus.SENDING,
+        )
+        now = utcnow()
+        if result.outcome is Outcome.SENT:
+            values: dict[str, object] = {
+                "status": DeliveryStatus.SENT,
+                "sent_at": now,
+                "error": None,
+            }
+            self._count("sent")
+        elif result.outcome is Outcome.UNKNOWN:
+            values = {"status": DeliveryStatus.UNKNOWN, "error": result.detail[:1000]}
+            self._count("unknown")
+        elif result.outcome is Outcome.PERMANENT:
+            values = {"status": DeliveryStatus.FAILED, "error": result.detail[:1000]}
+            self._count("failed")
+            self._bounce(session, delivery_id, recipient, result)
+        elif attempts >= self.settings.send_max_attempts:
+            values = {
+                "status": DeliveryStatus.FAILED,
+                "error": f"gave up after {attempts} temporary failures: {result.detail}"[:1000],
+            }
+            self._count("failed")
+        else:
+            values = {
+                "status": DeliveryStatus.PENDING,
+                "claim": None,
+                "claimed_at": None,
+                "retry_at": now + backoff(attempts),
+                "error": result.detail[:1000],
+            }
+            self._count("retry")
+        session.execute(
+            update(Delivery)
+            .where(*mine)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def _bounce(
+        self, session: Session, delivery_id: int, recipient: object, result: Result
+    ) -> None:
+        from mailer.tracking import bounces
+
+        bounces.record_smtp_refusal(
+            session,
+            delivery_id=delivery_id,
+            campaign_id=self.campaign_id,
+            subscriber_id=recipient.subscriber_id,  # type: ignore[attr-defined]
+            email=recipient.email,  # type: ignore[attr-defined]
+            code=result.code,
+            detail=result.detail,
+        )
