@@ -140,7 +140,7 @@ def begin(session: Session, campaign_id: int, now: datetime | None = None) -> bo
     from mailer.campaigns import recipients
 
     now = now or utcnow()
-    campaign = session.get(Campaign, campaign_id)
+    campaign = session.get(Campaign, campaign_id, populate_existing=True)
     if campaign is None:
         return False
     if campaign.status is S.SCHEDULED:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy import Select, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,12 +44,13 @@ def resolve(session: Session, campaign: Campaign, now: datetime) -> int:
     """Create the delivery rows and stamp `resolved_at`. Rerunning adds nobody twice (unique
     campaign+subscriber, conflicts ignored). Flushes; the caller commits."""
     members = audience(campaign, now)
+    # `WHERE true`: SQLite needs it to parse INSERT ... SELECT ... ON CONFLICT.
     rows = select(
         literal(campaign.id),
         members.subquery().c.id,
         literal(DeliveryStatus.PENDING.value),
         literal(0),
-    )
+    ).where(true())
     columns = ["campaign_id", "subscriber_id", "status", "attempts"]
     dialect = session.get_bind().dialect.name
     insert_ = (postgresql if dialect == "postgresql" else sqlite).insert(Delivery)

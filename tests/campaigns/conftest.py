@@ -91,7 +91,7 @@ class _Handler:
             await asyncio.sleep(self.behaviour.data_delay)
         rcpt = envelope.rcpt_tos[0]
         if self.behaviour.drop_after_data(rcpt):
-            session.transport.close()
+            server.transport.close()
             return "421 closing"  # never reaches the client
         content = envelope.original_content or envelope.content
         with self.lock:
