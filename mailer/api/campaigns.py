@@ -38,8 +38,7 @@ class CampaignArgs(Schema):
 
 
 class CampaignPatch(CampaignArgs):
-    class Meta:
-        partial = True
+    """Any subset of the fields (used with `partial=True`)."""
 
 
 class CampaignSchema(Schema):
@@ -136,7 +135,7 @@ class CampaignItem(MethodView):
         return _campaign(campaign_id)
 
     @require(Role.MARKETER)
-    @blp.arguments(CampaignPatch)
+    @blp.arguments(CampaignPatch(partial=True))
     @blp.response(200, CampaignSchema)
     def patch(self, args: dict[str, Any], campaign_id: int) -> Any:
         try:

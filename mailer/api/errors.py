@@ -27,11 +27,11 @@ class ApiError(HTTPException):
 
 def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """`{"json": {"rules": {"all": {0: {"op": ["bad"]}}}}}` → `{"rules.all.0.op": ["bad"]}`."""
-    if isinstance(messages, str):
-        return {prefix or "request": [messages]}
+    if not isinstance(messages, dict | list):  # a message (str, or a lazy translation)
+        return {prefix or "request": [str(messages)]}
     if isinstance(messages, list):
-        if all(isinstance(m, str) for m in messages):
-            return {prefix or "request": list(messages)}
+        if not any(isinstance(m, dict | list) for m in messages):
+            return {prefix or "request": [str(m) for m in messages]}
         out: dict[str, list[str]] = {}
         for item in messages:
             for key, value in flatten(item, prefix).items():
