@@ -70,7 +70,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from mailer.accounts import views as account_views
     from mailer.admin import views as admin_views
+    from mailer.campaigns import views as campaign_views
     from mailer.public import views as public_views
+    from mailer.tracking import views as tracking_views
     from mailer.web import register
 
     register(app)
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(public_views.bp)
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_views.bp)
+    app.register_blueprint(campaign_views.bp)
+    app.register_blueprint(tracking_views.bp)
     if settings.smtp_catcher:
         from mailer.devmail import views as outbox_views
 

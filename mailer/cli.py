@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
@@ -29,6 +30,7 @@ from mailer.emails import mjml
 from mailer.extensions import db
 from mailer.public.visitor import origin_of
 from mailer.subscribers import forms
+from mailer.tracking import ingest
 
 ROLES = click.Choice([r.value for r in Role])
 
@@ -204,6 +206,24 @@ def _print_subject_document(build: Callable[[], dict], missing: str) -> None:
     except ValueError as exc:
         raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@cli.group("bounces")
+def bounces_group() -> None:
+    """Bounces and complaints."""
+
+
+@bounces_group.command("ingest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def bounces_ingest(path: Path) -> None:
+    """Record DSN bounces and ARF complaints from a message file, an mbox or a Maildir.
+
+    The mailbox is only read; feeding it in again records nothing twice."""
+    report = ingest.ingest_path(db.session, path, _settings().secret_key)
+    click.echo(
+        f"{report.messages} messages read: {report.recorded} bounces or complaints recorded, "
+        f"{report.repeated} already recorded, {report.ignored} with nothing to record"
+    )
 
 
 @cli.command("demo")

@@ -8,6 +8,7 @@ from mailer.campaigns.models import (
     DeliveryStatus,
     Template,
 )
+from mailer.compliance.models import StaffAccess
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import Base
 from mailer.delivery.models import (
@@ -28,10 +29,20 @@ from mailer.subscribers.models import (
     SubscriptionStatus,
     Topic,
 )
+from mailer.tracking.models import (
+    Bounce,
+    BounceKind,
+    BounceSource,
+    EventKind,
+    TrackingEvent,
+)
 
 __all__ = [
     "ApiKey",
     "Base",
+    "Bounce",
+    "BounceKind",
+    "BounceSource",
     "Campaign",
     "CampaignStatus",
     "CompiledTemplate",
@@ -40,6 +51,7 @@ __all__ = [
     "ConsentSource",
     "Delivery",
     "DeliveryStatus",
+    "EventKind",
     "Form",
     "FormVersion",
     "MessageKind",
@@ -47,6 +59,7 @@ __all__ = [
     "OutboundMessage",
     "Role",
     "Segment",
+    "StaffAccess",
     "Subscriber",
     "SubscriberStatus",
     "Subscription",
@@ -55,5 +68,6 @@ __all__ = [
     "SuppressionReason",
     "Template",
     "Topic",
+    "TrackingEvent",
     "User",
 ]

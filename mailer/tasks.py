@@ -19,7 +19,21 @@ log = logging.getLogger(__name__)
 SEND_MESSAGE = "workers.jobs.send_message"
 REQUEUE_PENDING = "workers.jobs.requeue_pending_messages"
 ANCHOR_LEDGER = "workers.jobs.anchor_ledger"
-ALL_JOBS = (SEND_MESSAGE, REQUEUE_PENDING, ANCHOR_LEDGER)
+START_CAMPAIGN = "workers.jobs.start_campaign"
+SEND_CAMPAIGN = "workers.jobs.send_campaign"
+SWEEP_CAMPAIGNS = "workers.jobs.sweep_campaigns"
+FLUSH_TRACKING = "workers.jobs.flush_tracking"
+ALL_JOBS = (
+    SEND_MESSAGE,
+    REQUEUE_PENDING,
+    ANCHOR_LEDGER,
+    START_CAMPAIGN,
+    SEND_CAMPAIGN,
+    SWEEP_CAMPAIGNS,
+    FLUSH_TRACKING,
+)
+# Jobs that loop for a while (a sender works up to a minute per run, then hands over).
+LONG_JOBS = {SEND_CAMPAIGN: 900, START_CAMPAIGN: 1800}
 
 # Temporary SMTP failures: back off from seconds to an hour; RQ's scheduler runs the retries.
 RETRY = Retry(max=6, interval=[10, 30, 120, 600, 1800, 3600])
@@ -32,12 +46,17 @@ def configure(queue: Queue) -> None:
     _queue = queue
 
 
-def enqueue(path: str, *args: object, at: datetime | None = None) -> bool:
+def enqueue(
+    path: str, *args: object, at: datetime | None = None, job_id: str | None = None
+) -> bool:
     """Enqueue (now, or at `at`). A Redis outage is logged, not raised: the row stays pending
     and `requeue_pending_messages` (every 5 minutes, from `mailer cron`) picks it up."""
     if _queue is None:
         raise RuntimeError("mailer.tasks.configure() was not called")
-    options = {"retry": RETRY, "job_timeout": 120, "failure_ttl": 7 * 24 * 3600}
+    timeout = LONG_JOBS.get(path, 120)
+    options = {"retry": RETRY, "job_timeout": timeout, "failure_ttl": 7 * 24 * 3600}
+    if job_id is not None:
+        options["job_id"] = job_id  # the same id twice is one job (RQ overwrites it)
     try:
         if at is None:
             _queue.enqueue(path, *args, **options)

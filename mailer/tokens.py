@@ -24,6 +24,11 @@ class Purpose(enum.Enum):
     VIEW = "mailer.view.v1"
 
 
+# Longest token `loads` looks at. Click tokens carry the target URL; the rest carry ids only.
+MAX_LENGTH = {Purpose.CLICK: 4096}
+DEFAULT_MAX_LENGTH = 1024
+
+
 class TokenError(Exception):
     """The token is unusable; `expired` tells a stale token from a forged or garbled one."""
 
@@ -36,11 +41,12 @@ class TokenError(Exception):
 
 class Tokens:
     def __init__(self, secret_key: str, max_ages: dict[Purpose, int | None]) -> None:
-        self._secret = secret_key
         self._max_ages = max_ages
+        # Built once: a campaign signs several tokens per message.
+        self._serializers = {p: URLSafeTimedSerializer(secret_key, salt=p.value) for p in Purpose}
 
     def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self._secret, salt=purpose.value)
+        return self._serializers[purpose]
 
     def dumps(self, purpose: Purpose, payload: Any) -> str:
         return self._serializer(purpose).dumps(payload)
@@ -48,7 +54,7 @@ class Tokens:
     def loads(self, purpose: Purpose, token: str, max_age: int | None = None) -> Any:
         age = max_age if max_age is not None else self._max_ages[purpose]
         serializer = self._serializer(purpose)
-        if not isinstance(token, str) or len(token) > 1024:
+        if not isinstance(token, str) or len(token) > MAX_LENGTH.get(purpose, DEFAULT_MAX_LENGTH):
             raise TokenError(expired=False)
         try:
             return serializer.loads(token, max_age=age)

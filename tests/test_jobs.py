@@ -52,8 +52,14 @@ def test_cron_schedules_the_sweep_and_the_daily_anchor_on_our_queue(app):
     assert timing == {
         "workers.jobs.requeue_pending_messages": (300, None, "mailer"),
         "workers.jobs.anchor_ledger": (None, "5 0 * * *", "mailer"),
+        "workers.jobs.flush_tracking": (5, None, "mailer"),
+        "workers.jobs.sweep_campaigns": (30, None, "mailer"),
     }
     with app.app_context():
         enqueued = scheduler.enqueue_jobs()
-        assert [job.func_name for job in enqueued] == ["workers.jobs.requeue_pending_messages"]
-        assert jobs.queue.count == 1
+        assert sorted(job.func_name for job in enqueued) == [
+            "workers.jobs.flush_tracking",
+            "workers.jobs.requeue_pending_messages",
+            "workers.jobs.sweep_campaigns",
+        ]
+        assert jobs.queue.count == 3

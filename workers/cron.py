@@ -13,13 +13,15 @@ from workers import jobs as job_functions
 PERIODIC = (
     (job_functions.requeue_pending_messages, 300),
     (job_functions.anchor_ledger, "5 0 * * *"),  # daily, just after midnight UTC
+    (job_functions.flush_tracking, 5),  # opens and clicks from Redis into profiles
 )
 
 
 def scheduler(app: Flask) -> CronScheduler:
     with app.app_context():
         cron = CronScheduler(connection=jobs.redis)
-    for func, when in PERIODIC:
+    sweep = app.config["MAILER"].campaign_sweep_seconds
+    for func, when in (*PERIODIC, (job_functions.sweep_campaigns, sweep)):
         timing = {"interval": when} if isinstance(when, int) else {"cron": when}
         cron.register(func, QUEUE_NAME, job_timeout=300, **timing)
     return cron

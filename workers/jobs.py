@@ -6,9 +6,12 @@ from flask import current_app
 from rq import get_current_job
 
 from mailer import tasks
+from mailer.campaigns import lifecycle, sending
 from mailer.consent import chain
-from mailer.extensions import db
+from mailer.database import utcnow
+from mailer.extensions import db, jobs
 from mailer.subscribers import notices
+from mailer.tracking import flush
 
 
 def send_message(message_id: int) -> str | None:
@@ -34,3 +37,53 @@ def anchor_ledger() -> int:
     """Write the ledger head down with a timestamp (daily). Safe to rerun: one more anchor."""
     with db.sessionmaker() as session:
         return chain.record_anchor(session).seq
+
+
+def start_campaign(campaign_id: int) -> bool:
+    """Start a due campaign, resolve its recipients once, enqueue its senders. Safe to rerun."""
+    settings = current_app.config["MAILER"]
+    with db.sessionmaker() as session:
+        go = lifecycle.begin(session, campaign_id)
+    if go:
+        lifecycle.enqueue_senders(campaign_id, settings.send_jobs)
+    return go
+
+
+def send_campaign(campaign_id: int) -> dict[str, int]:
+    """Send for up to a minute, then hand over to a fresh job (or come back when due).
+    Any number may run at once, on any workers; see `mailer.campaigns.sending`."""
+    app = current_app
+    result = sending.Sender(
+        db.sessionmaker, app.config["MAILER"], app.extensions["mailer.tokens"], campaign_id
+    ).run()
+    if result.next is sending.Next.AGAIN:
+        tasks.enqueue(tasks.SEND_CAMPAIGN, campaign_id)
+    elif result.next is sending.Next.LATER and result.at is not None:
+        # Senders that stop together come back as one job.
+        job_id = f"campaign-{campaign_id}-at-{int(result.at.timestamp())}"
+        tasks.enqueue(tasks.SEND_CAMPAIGN, campaign_id, at=result.at, job_id=job_id)
+    return result.counts
+
+
+def sweep_campaigns() -> list[int]:
+    """Start overdue scheduled campaigns and restart stalled ones (from `mailer cron`).
+    Safe any time: the start job and the senders guard themselves."""
+    settings = current_app.config["MAILER"]
+    with db.sessionmaker() as session:
+        ids = lifecycle.due_or_stalled(
+            session, utcnow(), settings.claim_lease, settings.sending_lease
+        )
+    for campaign_id in ids:
+        tasks.enqueue(tasks.START_CAMPAIGN, campaign_id)
+    return ids
+
+
+def flush_tracking() -> int:
+    """Fold opens and clicks from the Redis stream into events and profiles (every few
+    seconds, from `mailer cron`). Safe to rerun and to overlap: see `mailer.tracking.flush`."""
+    settings = current_app.config["MAILER"]
+    with db.sessionmaker() as session:
+        report = flush.flush_events(
+            session, jobs.redis, machine_open_seconds=settings.machine_open_seconds
+        )
+    return report.recorded

@@ -15,6 +15,9 @@ from mailer.api.auth import require
 from mailer.api.errors import ApiError
 from mailer.campaigns import drafts, lifecycle, proofs, reports
 from mailer.campaigns.models import Campaign
+from mailer.campaigns.sandbox import ContentError
+from mailer.delivery.mime import HeaderInjection
+from mailer.emails.mjml import MjmlError
 from mailer.extensions import db
 from mailer.subscribers.schemas import EmailAddress, PersonName
 
@@ -104,10 +107,16 @@ def _campaign(campaign_id: int) -> Campaign:
     return campaign
 
 
-def _content_errors(exc: Exception) -> ApiError:
-    field = getattr(exc, "field", "template")
-    problems = getattr(exc, "problems", None) or [str(exc)]
-    return ApiError(422, {field: [str(p) for p in problems]})
+def _content_errors(exc: ContentError | HeaderInjection | MjmlError) -> ApiError:
+    if isinstance(exc, ContentError):
+        return ApiError(422, {f: [str(p) for p in ps] for f, ps in exc.errors.items()})
+    if isinstance(exc, MjmlError):
+        return ApiError(422, {"mjml": [str(p) for p in exc.problems]})
+    return ApiError(422, {"headers": [str(exc)]})
+
+
+# What can be wrong with a campaign's content when it is frozen or rendered.
+CONTENT_ERRORS = (ContentError, HeaderInjection, MjmlError)
 
 
 @blp.route("")
@@ -151,11 +160,9 @@ def _act(action: Any, campaign_id: int, *args: Any) -> Campaign:
         return action(db.session, campaign_id, *args)
     except lifecycle.CampaignStateError as exc:
         raise ApiError(409, {"status": [str(exc)]}) from exc
-    except ValueError as exc:
-        if hasattr(exc, "problems") or hasattr(exc, "field"):
-            db.session.rollback()
-            raise _content_errors(exc) from exc
-        raise
+    except CONTENT_ERRORS as exc:
+        db.session.rollback()
+        raise _content_errors(exc) from exc
 
 
 @blp.route("/<int:campaign_id>/schedule", methods=["POST"])
@@ -213,10 +220,8 @@ def test_send(args: dict[str, Any], campaign_id: int) -> Any:
         )
     except LookupError as exc:
         raise ApiError(422, {"subscriber_id": ["no subscriber with this id"]}) from exc
-    except ValueError as exc:
-        if hasattr(exc, "problems") or hasattr(exc, "field"):
-            raise _content_errors(exc) from exc
-        raise
+    except CONTENT_ERRORS as exc:
+        raise _content_errors(exc) from exc
 
 
 @blp.route("/<int:campaign_id>/report", methods=["GET"])

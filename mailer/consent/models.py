@@ -23,6 +23,7 @@ class ConsentEventType(enum.Enum):
     CONFIRMED = "confirmed"
     WITHDRAWN = "withdrawn"
     ERASED = "erased"  # Art. 17: personal data removed; this row and the HMACs remain
+    IMPORTED = "imported"  # consent given elsewhere (paper, old system); evidence in the row
 
 
 class ConsentSource(enum.Enum):

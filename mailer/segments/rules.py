@@ -1,0 +1,477 @@
+"""The segment rule tree: its JSON shape, and the marshmallow schema that validates it.
+
+A rule is a group or a condition. Groups nest:
+
+    {"all": [rule, ...]}    every rule matches (an empty list matches everyone)
+    {"any": [rule, ...]}    at least one rule matches (an empty list matches no one)
+    {"not": rule}           the rule does not match
+
+A condition names a `field`, an `op` and, for most ops, a `value`:
+
+    field             extra keys               ops (value)
+    email                                      eq, contains, starts_with, ends_with (text);
+                                               in (list of text)
+    email_domain                               eq (domain); in (list of domains)
+    attribute         key, type                see below
+    topic             topic (slug or id)       eq (status); in (statuses); exists; not_exists
+    locale                                     eq, ne (locale); in (list)
+    form                                       eq (slug or id); in (list); exists; not_exists
+    status                                     eq, ne (status); in (list)
+    created_at                                 before, after (date-time); within_last_days (N)
+    confirmed_at, last_open_at, last_click_at  as created_at, and exists; not_exists
+    open_count, click_count, bounce_count      eq, ne, lt, lte, gt, gte (integer >= 0)
+    campaign                                   opened, clicked, received (campaign id)
+    recent_campaigns                           none_opened, none_clicked (N)
+
+Examples:
+
+    {"field": "attribute", "key": "plan", "type": "string", "op": "eq", "value": "pro"}
+    {"field": "topic", "topic": "news", "op": "eq", "value": "active"}     subscribed to news
+    {"field": "last_open_at", "op": "not_exists"}                          never opened
+    {"field": "created_at", "op": "within_last_days", "value": 30}
+    {"field": "recent_campaigns", "op": "none_opened", "value": 5}
+
+What each condition means, exactly (the compiler and the evaluator both follow this):
+
+- Email: addresses are stored in normal form (lower case, `normalise_email`), so the operand
+  is lower-cased and compared with the stored address as is: case-insensitive in effect.
+  `email_domain` is what follows the last `@`.
+- `attribute` reads `Subscriber.attributes[key]` and compares it as `type`: `string`,
+  `number`, `date` or `boolean`. A missing key, JSON null or a value of another type never
+  matches any op except `not_exists` (`"5"` is not the number 5, `1` is not `true`). Strings
+  compare by code point; `contains`/`starts_with`/`ends_with` ignore the case of A-Z only
+  (the same on both databases). Numbers compare by their exact decimal value (exact on
+  PostgreSQL; on SQLite as 64-bit integers and doubles, which agree for integers within
+  +-2^53). A date is a string starting `YYYY-MM-DD`, alone or followed by `T` or a space
+  (a date-time counts by the date as written). `exists` means "has a value of this type".
+  Ops: string: eq ne lt lte gt gte in contains starts_with ends_with exists not_exists;
+  number and date: eq ne lt lte gt gte in exists not_exists; boolean: eq ne exists not_exists.
+  Keys: 1-64 characters of A-Z a-z 0-9 `_ . : / -` and space, not starting with a space.
+- `topic`: the subscriber has a subscription to the topic (a string is a slug, an integer an
+  id) with that status. "Subscribed to news" is `op eq, value active`; `exists` means a
+  subscription row in any status.
+- `form` is the form the subscriber first signed up through (`source_form_id`).
+- Date-times: `before` is strictly earlier, `after` is at or after (so they split the
+  timeline); a date-time without an offset is UTC. `within_last_days` N means between
+  `now - N days` and `now`, both included, where `now` is given to the compiler. A subscriber
+  with no value (never confirmed, never opened) matches none of these; `not_exists` finds them.
+- Counts are human counts: `open_count` excludes machine opens (privacy proxies, scanners).
+- `campaign`: the subscriber's delivery of that campaign was opened (by a human) / clicked /
+  sent (`received`).
+- `recent_campaigns`: take the subscriber's N most recent deliveries with status `sent` (by
+  `sent_at`, latest first; ties by delivery id). Matches when there is at least one and none of
+  them was opened (`none_opened`) / clicked (`none_clicked`). Someone who got fewer than N
+  campaigns is judged on those they got; someone who got none does not match.
+
+Limits: groups nest at most `MAX_DEPTH` deep, a tree holds at most `MAX_CONDITIONS`
+conditions, a list value at most `MAX_LIST` items. Errors name the path in the tree, as
+`rules.all.2.op` (see `RulesError`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+MAX_DEPTH = 6
+MAX_CONDITIONS = 100
+MAX_LIST = 100
+MAX_TEXT = 1000
+MAX_DAYS = 36500
+MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+
+GROUPS = ("all", "any", "not")
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+# SQLite's JSON paths cannot quote `"` or `\`, and match escaped (non-ASCII) keys unreliably.
+ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_.:/-][A-Za-z0-9_.:/ -]{0,63}\Z")
+TOPIC_STATUSES = ("pending", "active", "unsubscribed")
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed")
+ATTRIBUTE_TYPES = ("string", "number", "date", "boolean")
+
+
+class RulesError(ValueError):
+    """Invalid rules; `errors` maps dotted paths (`rules.all.2.op`) to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+# Value fields: strict JSON types (marshmallow's own coerce "1" to 1 and 1 to True).
+
+
+class StrictInteger(fields.Integer):
+    def __init__(self, minimum: int, maximum: int) -> None:
+        super().__init__(strict=True, validate=validate.Range(minimum, maximum))
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class JsonNumber(fields.Field):
+    """A JSON number (int or float as parsed), never a boolean, NaN or infinity."""
+
+    default_error_messages = {
+        "invalid": "Not a valid number.",
+        "too_large": f"Use an integer between -{MAX_INT64} and {MAX_INT64}.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.make_error("invalid")
+        if isinstance(value, int) and abs(value) > MAX_INT64:
+            raise self.make_error("too_large")
+        return value
+
+
+class StrictBoolean(fields.Field):
+    default_error_messages = {"invalid": "Not a valid boolean; use true or false."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class IsoDate(fields.Date):
+    """A date, kept as its ISO string in the normalised tree."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        parsed: date = super()._deserialize(value, attr, data, **kwargs)
+        return parsed.isoformat()
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """A date-time (no offset: UTC), kept as an ISO string in UTC in the normalised tree."""
+
+    def __init__(self) -> None:
+        super().__init__(format="iso", default_timezone=UTC)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        parsed: datetime = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC).isoformat()
+        except OverflowError as exc:
+            raise self.make_error("invalid", input=value, obj_type="datetime") from exc
+
+
+class SlugOrId(fields.Field):
+    """A string is a slug, an integer an id."""
+
+    default_error_messages = {"invalid": "Use a slug (text) or an id (a positive integer)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | int:
+        if isinstance(value, str) and SLUG.match(value):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT32:
+            return value
+        raise self.make_error("invalid")
+
+
+def _text(min_length: int = 0, max_length: int = MAX_TEXT) -> fields.Field:
+    return fields.String(validate=validate.Length(min_length, max_length))
+
+
+def _domain() -> fields.Field:
+    return fields.String(
+        validate=[
+            validate.Length(1, 253),
+            validate.Regexp(r"^[^@\s]+\Z", error="A domain, without @."),
+        ]
+    )
+
+
+def _choice(options: tuple[str, ...]) -> fields.Field:
+    return fields.String(validate=validate.OneOf(options, error="Must be one of: {choices}."))
+
+
+def _list(item: Callable[[], fields.Field]) -> Callable[[], fields.Field]:
+    return lambda: fields.List(
+        item(),
+        validate=validate.Length(1, MAX_LIST, error=f"Give 1 to {MAX_LIST} values."),
+    )
+
+
+# The value each op takes; None: the op takes no value.
+Value = Callable[[], fields.Field] | None
+
+TEXT: Value = _text
+NEEDLE: Value = lambda: _text(1)  # noqa: E731
+EMAIL: Value = lambda: _text(1, 320)  # noqa: E731
+NUMBER: Value = JsonNumber
+DATE: Value = IsoDate
+DATETIME: Value = UtcDateTime
+DAYS: Value = lambda: StrictInteger(1, MAX_DAYS)  # noqa: E731
+COUNT: Value = lambda: StrictInteger(0, MAX_INT32)  # noqa: E731
+REF: Value = SlugOrId
+CAMPAIGN: Value = lambda: StrictInteger(1, MAX_INT32)  # noqa: E731
+RECENT: Value = lambda: StrictInteger(1, MAX_LIST)  # noqa: E731
+LOCALE: Value = lambda: _text(1, 16)  # noqa: E731
+TOPIC_STATUS: Value = lambda: _choice(TOPIC_STATUSES)  # noqa: E731
+SUBSCRIBER_STATUS: Value = lambda: _choice(SUBSCRIBER_STATUSES)  # noqa: E731
+
+COMPARE = ("eq", "ne", "lt", "lte", "gt", "gte")
+DATE_COLUMN_OPS: dict[str, Value] = {
+    "before": DATETIME,
+    "after": DATETIME,
+    "within_last_days": DAYS,
+}
+OPTIONAL_DATE_COLUMN_OPS: dict[str, Value] = {
+    **DATE_COLUMN_OPS,
+    "exists": None,
+    "not_exists": None,
+}
+COUNT_OPS: dict[str, Value] = dict.fromkeys(COMPARE, COUNT)
+
+
+def _typed(value: Value, *extra: str) -> dict[str, Value]:
+    assert value is not None
+    ops: dict[str, Value] = dict.fromkeys(COMPARE, value)
+    ops["in"] = _list(value)
+    for op in extra:
+        ops[op] = NEEDLE
+    ops["exists"] = None
+    ops["not_exists"] = None
+    return ops
+
+
+ATTRIBUTE_OPS: dict[str, dict[str, Value]] = {
+    "string": _typed(TEXT, "contains", "starts_with", "ends_with"),
+    "number": _typed(NUMBER),
+    "date": _typed(DATE),
+    "boolean": {"eq": StrictBoolean, "ne": StrictBoolean, "exists": None, "not_exists": None},
+}
+
+# field -> (extra keys it requires, its ops). `attribute` ops come from ATTRIBUTE_OPS.
+FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Value]]] = {
+    "email": (
+        (),
+        {
+            "eq": EMAIL,
+            "in": _list(EMAIL),
+            "contains": EMAIL,
+            "starts_with": EMAIL,
+            "ends_with": EMAIL,
+        },
+    ),
+    "email_domain": ((), {"eq": _domain, "in": _list(_domain)}),
+    "attribute": (("key", "type"), {}),
+    "topic": (
+        ("topic",),
+        {"eq": TOPIC_STATUS, "in": _list(TOPIC_STATUS), "exists": None, "not_exists": None},
+    ),
+    "locale": ((), {"eq": LOCALE, "ne": LOCALE, "in": _list(LOCALE)}),
+    "form": ((), {"eq": REF, "in": _list(REF), "exists": None, "not_exists": None}),
+    "status": (
+        (),
+        {"eq": SUBSCRIBER_STATUS, "ne": SUBSCRIBER_STATUS, "in": _list(SUBSCRIBER_STATUS)},
+    ),
+    "created_at": ((), DATE_COLUMN_OPS),
+    "confirmed_at": ((), OPTIONAL_DATE_COLUMN_OPS),
+    "last_open_at": ((), OPTIONAL_DATE_COLUMN_OPS),
+    "last_click_at": ((), OPTIONAL_DATE_COLUMN_OPS),
+    "open_count": ((), COUNT_OPS),
+    "click_count": ((), COUNT_OPS),
+    "bounce_count": ((), COUNT_OPS),
+    "campaign": ((), {"opened": CAMPAIGN, "clicked": CAMPAIGN, "received": CAMPAIGN}),
+    "recent_campaigns": ((), {"none_opened": RECENT, "none_clicked": RECENT}),
+}
+
+Errors = dict[str, list[str]]
+
+
+def _join(path: str, key: str | int) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _flatten(messages: Any, path: str, out: Errors) -> None:
+    """marshmallow's nested messages (`{"value": {3: [...]}}`) as dotted paths."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            _flatten(value, _join(path, key), out)
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out.setdefault(path, []).extend(messages)
+    elif isinstance(messages, list):
+        for item in messages:
+            _flatten(item, path, out)
+    else:
+        out.setdefault(path, []).append(str(messages))
+
+
+def _choices(options: Any) -> str:
+    return "Must be one of: " + ", ".join(options) + "."
+
+
+class _Checker:
+    """One walk over a tree: the normalised tree, errors by path, the condition count."""
+
+    def __init__(self) -> None:
+        self.errors: Errors = {}
+        self.conditions = 0
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.setdefault(path, []).append(message)
+
+    def node(self, raw: Any, path: str, depth: int) -> dict[str, Any] | None:
+        if not isinstance(raw, dict):
+            self.error(path, "A rule is an object: a group (all, any, not) or a condition.")
+            return None
+        groups = [g for g in GROUPS if g in raw]
+        if groups:
+            return self.group(raw, groups, path, depth)
+        if "field" in raw:
+            return self.condition(raw, path)
+        self.error(path, "A rule is a group (all, any, not) or a condition (field, op, value).")
+        return None
+
+    def group(
+        self, raw: dict[str, Any], groups: list[str], path: str, depth: int
+    ) -> dict[str, Any] | None:
+        for key in raw:
+            if key not in GROUPS:
+                self.error(_join(path, key), "Unknown field.")
+        if len(groups) > 1:
+            self.error(path, "A group has exactly one of all, any, not.")
+            return None
+        kind = groups[0]
+        if depth > MAX_DEPTH:
+            self.error(path, f"Groups nest at most {MAX_DEPTH} levels deep.")
+            return None
+        inner = raw[kind]
+        if kind == "not":
+            child = self.node(inner, _join(path, kind), depth + 1)
+            return None if child is None else {"not": child}
+        if not isinstance(inner, list):
+            self.error(_join(path, kind), "A list of rules.")
+            return None
+        children = [
+            self.node(item, _join(path, f"{kind}.{i}"), depth + 1) for i, item in enumerate(inner)
+        ]
+        if any(c is None for c in children):
+            return None
+        return {kind: children}
+
+    def condition(self, raw: dict[str, Any], path: str) -> dict[str, Any] | None:
+        self.conditions += 1
+        field = raw["field"]
+        if not isinstance(field, str) or field not in FIELDS:
+            self.error(_join(path, "field"), _choices(FIELDS))
+            return None
+        extra, ops = FIELDS[field]
+        allowed = {"field", "op", "value", *extra}
+        ok = True
+        for key in raw:
+            if key not in allowed:
+                self.error(_join(path, key), "Unknown field.")
+                ok = False
+        out: dict[str, Any] = {"field": field}
+        for key in extra:
+            if key not in raw:
+                self.error(_join(path, key), "Missing data for required field.")
+                ok = False
+        if field == "attribute":
+            ops = self.attribute(raw, path, out)
+            if ops is None:
+                return None
+        elif field == "topic" and "topic" in raw:
+            try:
+                out["topic"] = SlugOrId().deserialize(raw["topic"])
+            except ValidationError as exc:
+                _flatten(exc.messages, _join(path, "topic"), self.errors)
+                ok = False
+        op = raw.get("op")
+        if op is None:
+            self.error(_join(path, "op"), "Missing data for required field.")
+            return None
+        if not isinstance(op, str) or op not in ops:
+            self.error(_join(path, "op"), _choices(ops))
+            return None
+        out["op"] = op
+        value_field = ops[op]
+        if value_field is None:
+            if "value" in raw:
+                self.error(_join(path, "value"), f"{op} takes no value.")
+                return None
+        elif "value" not in raw:
+            self.error(_join(path, "value"), "Missing data for required field.")
+            return None
+        else:
+            try:
+                out["value"] = value_field().deserialize(raw["value"])
+            except ValidationError as exc:
+                _flatten(exc.messages, _join(path, "value"), self.errors)
+                return None
+        return out if ok else None
+
+    def attribute(
+        self, raw: dict[str, Any], path: str, out: dict[str, Any]
+    ) -> dict[str, Value] | None:
+        key, kind = raw.get("key"), raw.get("type")
+        ok = True
+        if "key" in raw and not (isinstance(key, str) and ATTRIBUTE_KEY.match(key)):
+            self.error(
+                _join(path, "key"),
+                "1-64 characters: letters A-Z, digits, _ . : / - and spaces (not first).",
+            )
+            ok = False
+        if "type" in raw and (not isinstance(kind, str) or kind not in ATTRIBUTE_TYPES):
+            self.error(_join(path, "type"), _choices(ATTRIBUTE_TYPES))
+            ok = False
+        if not ok or "key" not in raw or "type" not in raw:
+            return None
+        out["key"], out["type"] = key, kind
+        return ATTRIBUTE_OPS[kind]
+
+
+def check(tree: Any) -> tuple[dict[str, Any] | None, Errors]:
+    """Validate and normalise a tree. Returns (tree or None, errors by path relative to it)."""
+    checker = _Checker()
+    node = checker.node(tree, "", 1)
+    if checker.conditions > MAX_CONDITIONS:
+        checker.error("", f"At most {MAX_CONDITIONS} conditions in one segment.")
+    if checker.errors:
+        return None, checker.errors
+    return node, {}
+
+
+class RuleTree(fields.Field):
+    """A rule tree; loads to its normalised form (JSON types only, date-times in UTC)."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        node, errors = check(value)
+        if errors:
+            raise ValidationError({(path or "_schema"): msgs for path, msgs in errors.items()})
+        assert node is not None
+        return node
+
+
+class SegmentRules(Schema):
+    """`{"rules": tree}`: what a preview takes, and the `rules` of a saved segment."""
+
+    rules = RuleTree(required=True)
+
+
+def validate_tree(tree: Any) -> dict[str, Any]:
+    """The normalised tree; raises `RulesError` with paths under `rules`.
+
+    Idempotent: a normalised tree validates to itself, so stored rules can be re-checked.
+    """
+    node, errors = check(tree)
+    if errors:
+        raise RulesError(
+            {_join("rules", path) if path else "rules": m for path, m in errors.items()}
+        )
+    assert node is not None
+    return node
