@@ -121,10 +121,11 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_deliveries_subscriber", ["subscriber_id"], unique=False)
 
-    with op.batch_alter_table("subscribers", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("tracking_enabled", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    # Plain ALTER TABLE (no batch copy): a copied SQLite table would lose AUTOINCREMENT.
+    op.add_column(
+        "subscribers",
+        sa.Column("tracking_enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    )
 
 
 def downgrade() -> None:
