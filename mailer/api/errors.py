@@ -25,7 +25,7 @@ class ApiError(HTTPException):
         return [*super().get_headers(environ, scope), *self.extra_headers.items()]
 
 
-def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+def flatten(messages: Any, prefix: str = "", top: bool = True) -> dict[str, list[str]]:
     """`{"json": {"rules": {"all": {0: {"op": ["bad"]}}}}}` → `{"rules.all.0.op": ["bad"]}`."""
     if not isinstance(messages, dict | list):  # a message (str, or a lazy translation)
         return {prefix or "request": [str(messages)]}
@@ -34,18 +34,18 @@ def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
             return {prefix or "request": [str(m) for m in messages]}
         out: dict[str, list[str]] = {}
         for item in messages:
-            for key, value in flatten(item, prefix).items():
+            for key, value in flatten(item, prefix, top=False).items():
                 out.setdefault(key, []).extend(value)
         return out
     out = {}
     for key, value in dict(messages).items():
         key = str(key)
-        if not prefix and key in _LOCATIONS:
+        if top and key in _LOCATIONS:
             name = ""
         elif key == "_schema":
             name = prefix
         else:
             name = f"{prefix}.{key}" if prefix else key
-        for field, msgs in flatten(value, name).items():
+        for field, msgs in flatten(value, name, top=False).items():
             out.setdefault(field, []).extend(msgs)
     return out

@@ -23,7 +23,7 @@ from mailer.consent.models import ConsentEvent, ConsentEventType
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("seq", "position in the hash chain, from 1"),
     ("occurred_at", "UTC, ISO 8601"),
-    ("type", "requested | confirmed | withdrawn | erased"),
+    ("type", "requested | confirmed | imported | withdrawn | erased"),
     ("subject_hmac", "keyed HMAC of the address: the same person across rows, erased or not"),
     ("email", "the address; empty once erased"),
     ("topics", "topic slugs, space-separated"),

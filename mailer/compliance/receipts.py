@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -20,11 +22,10 @@ NAMESPACE = uuid.UUID("6f0d2a52-5c1e-4b7e-9f62-0c9a7e1b1d55")
 
 def receipt(session: Session, email: str, controller: dict[str, str]) -> dict[str, Any]:
     """The receipt for the person's current consent, from the ledger. Raises `NothingHeld`
-    when no consent was ever confirmed for the address."""
+    when no consent was ever confirmed (or imported with evidence) for the address."""
     address = normalise_email(email)
-    confirmed = [
-        e for e in subject_events(session, address) if e.type is ConsentEventType.CONFIRMED
-    ]
+    given = (ConsentEventType.CONFIRMED, ConsentEventType.IMPORTED)
+    confirmed = [e for e in subject_events(session, address) if e.type in given]
     if not confirmed:
         raise NothingHeld(address)
     latest = confirmed[-1]
@@ -38,13 +39,21 @@ def receipt(session: Session, email: str, controller: dict[str, str]) -> dict[st
     )
     names = {t.slug: t.name for t in session.scalars(select(Topic).where(Topic.slug.in_(active)))}
     method = (latest.evidence or {}).get("method", "double_opt_in")
+    given_at = latest.occurred_at
+    if latest.type is ConsentEventType.IMPORTED:
+        method = "imported"
+        # Consent was given when the evidence says, not when we imported it.
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            given_at = datetime.fromisoformat(latest.evidence["consent_at"])
     return {
         "version": VERSION,
         "jurisdiction": controller["jurisdiction"],
-        "consentTimestamp": int(latest.occurred_at.timestamp()),
+        "consentTimestamp": int(given_at.timestamp()),
         "collectionMethod": {
             "double_opt_in": "web form, confirmed by a link sent to the address (double opt-in)",
             "preference_center": "preference page reached from a link sent to the address",
+            "imported": "imported with recorded evidence of consent: "
+            + str((latest.evidence or {}).get("consent_source") or "not described"),
         }.get(method, method),
         "consentReceiptID": str(uuid.uuid5(NAMESPACE, latest.row_hash)),
         "language": latest.locale or "en",

@@ -238,30 +238,26 @@ def _campaign(c: Condition, now: datetime) -> Where:
 
 
 def _recent_campaigns(c: Condition, now: datetime) -> Where:
-    """Set-based, not per subscriber: number each subscriber's sent deliveries, latest first,
-    keep the first N, and keep the subscribers none of whose kept rows was opened (clicked).
-    One pass over the sent deliveries, hashed once by PostgreSQL, whatever the list size."""
+    """Per subscriber: read the N latest sent deliveries (an index probe on subscriber_id),
+    and grade them in one pass: max() is 1 when there are some and none was opened (clicked),
+    2 when one was, NULL when there are none.
+
+    PostgreSQL runs this subquery only for the rows that pass the cheaper conditions. Measured
+    on 1M subscribers with 3.3M deliveries, it beat a set-based window function (row_number
+    over every sent delivery) both alone (3.1 s against 3.7 s) and with two other conditions
+    (1.4 s against 3.1 s), and an index on (subscriber_id, status, sent_at) made no difference.
+    """
     engaged = Delivery.opened_at if c["op"] == "none_opened" else Delivery.clicked_at
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=Delivery.subscriber_id,
-            order_by=(Delivery.sent_at.desc().nulls_last(), Delivery.id.desc()),
-        )
-        .label("rank")
+    recent = (
+        select(engaged.label("engaged"))
+        .where(Delivery.subscriber_id == Subscriber.id, Delivery.status == DeliveryStatus.SENT)
+        .order_by(Delivery.sent_at.desc().nulls_last(), Delivery.id.desc())
+        .limit(c["value"])
+        .correlate(Subscriber)
+        .subquery("recent")
     )
-    ranked = (
-        select(Delivery.subscriber_id, engaged.label("engaged"), rank)
-        .where(Delivery.status == DeliveryStatus.SENT, Delivery.subscriber_id.is_not(None))
-        .subquery("ranked")
-    )
-    unengaged = (
-        select(ranked.c.subscriber_id)
-        .where(ranked.c.rank <= c["value"])
-        .group_by(ranked.c.subscriber_id)
-        .having(func.count(ranked.c.engaged) == 0)
-    )
-    return Subscriber.id.in_(unengaged)
+    grade = select(func.max(case((recent.c.engaged.is_(None), 1), else_=2))).scalar_subquery()
+    return func.coalesce(grade, 0) == 1
 
 
 CONDITIONS: dict[str, Callable[[Condition, datetime], Where]] = {

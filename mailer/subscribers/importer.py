@@ -408,6 +408,7 @@ class _Importer:
                         "import_id": self.options.import_id,
                         "line": str(row.line),
                     },
+                    source=ConsentSource.IMPORT,
                 ),
                 self.options.window_seconds,
                 self.options.domain,

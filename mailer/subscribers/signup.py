@@ -50,6 +50,8 @@ class SignupRequest:
     # The consent text version the visitor was shown; None: the form's current version.
     form_version_id: int | None = None
     evidence: dict[str, str | None] = field(default_factory=dict)  # channel, origin
+    # Where the request came from: a form, or an import without evidence of consent.
+    source: ConsentSource = ConsentSource.FORM
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
         ConsentEventType.REQUESTED,
         subscriber,
         topics=[t.slug for t in topics],
-        source=ConsentSource.FORM,
+        source=req.source,
         visit=req.visit,
         form_version=version,
         evidence={"form_slug": form.slug, "form_version": version.version, **req.evidence},

@@ -53,7 +53,8 @@ def call(client, method, path, body, headers):
 
 
 def _shape(path: str) -> str:
-    return re.sub(r"<[^>]+>", "<x>", path)
+    """Path parameters, however written (`<int:id>`, `{id}`), as one placeholder."""
+    return re.sub(r"<[^>]+>|\{[^}]+\}", "<x>", path)
 
 
 def test_the_table_covers_every_route(app):
@@ -94,3 +95,20 @@ def test_a_revoked_key_is_refused(client, session, make_key, method, path, body,
     key.revoked_at = utcnow()
     session.commit()
     assert call(client, method, path, body, headers).status_code == 401
+
+
+def test_the_openapi_document_lists_every_route(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    documented = {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        if path.startswith(OURS)
+        for method in item
+        if method != "parameters"
+    }
+    listed = {
+        (method, _shape(path.replace("someone@example.com", "{email}").replace("/1", "/{id}")))
+        for method, path, _, _ in ROUTES
+    }
+    assert {(m, _shape(p)) for m, p in documented} == listed
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

@@ -60,7 +60,9 @@ def test_imported_consent_texts_are_shown_from_the_evidence(client, session, mar
     (text,) = body["consent_texts"]
     assert text["text"] == paper and text["form_id"] is None
     assert text["sha256"] == hashlib.sha256(paper.encode()).hexdigest()
-    assert body["receipt"] is None  # a receipt needs a confirmed consent
+    receipt = body["receipt"]  # consent imported with evidence has its receipt too
+    assert receipt["collectionMethod"].startswith("imported with recorded evidence")
+    assert receipt["consentTimestamp"] == 1767225600  # 2026-01-01, when it was given
 
 
 def test_unknown_and_invalid_addresses(client, session, compliance):
