@@ -447,6 +447,18 @@ def check(tree: Any) -> tuple[dict[str, Any] | None, Errors]:
 class RuleTree(fields.Field):
     """A rule tree; loads to its normalised form (JSON types only, date-times in UTC)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "metadata",
+            {
+                "type": "object",
+                "description": 'A rule tree: {"all": [...]}, {"any": [...]}, {"not": rule} or '
+                'a condition such as {"field": "attribute", "key": "plan", "type": "string", '
+                '"op": "eq", "value": "pro"}. Reference: mailer/segments/rules.py.',
+            },
+        )
+        super().__init__(**kwargs)
+
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> dict[str, Any]:

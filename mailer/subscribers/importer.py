@@ -158,6 +158,7 @@ class _Importer:
             if self.form is None or not self.form.versions:
                 raise BadOption("form", "no such form")
             self.form_topics = tuple(t.slug for t in self.form.topics)
+        self._events: list[ConsentEvent] = []
         self.parser = RowParser(
             session, self.form, options.topic, options.locales, options.truncate_ip
         )
@@ -200,8 +201,11 @@ class _Importer:
         if not rows:
             return
         for attempt in (1, 2):
+            self._events = []
             try:
                 outcomes = self._with_evidence(rows)
+                # One head lock per batch: the events keep file order in the chain.
+                chain.append_many(self.session, self._events)
                 self.session.commit()
                 break
             except IntegrityError:
@@ -329,8 +333,7 @@ class _Importer:
         }
         if ev.text is not None:
             evidence["consent_text"] = ev.text  # no form version holds it: the proof is here
-        chain.append(
-            self.session,
+        self._events.append(
             ConsentEvent(
                 type=ConsentEventType.IMPORTED,
                 subscriber_id=subscriber.id,

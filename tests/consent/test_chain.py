@@ -231,6 +231,60 @@ def test_concurrent_appends_keep_one_line(app, session):
     assert report.checked == 80
 
 
+def test_batched_appends_interleave_with_single_ones_in_one_line(app, session):
+    """Imports chain a batch under one head lock; writers appending one at a time at the
+    same moment still leave one unbroken line, in order."""
+    subscriber = Subscriber(email="batch@example.com", locale="en", attributes={})
+    session.add(subscriber)
+    session.commit()
+    errors = []
+
+    def event(n: int) -> ConsentEvent:
+        return ConsentEvent(
+            type=ConsentEventType.IMPORTED,
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            topics=[f"t{n}"],
+            lawful_basis="consent",
+            source=ConsentSource.IMPORT,
+            evidence={"line": n},
+        )
+
+    def batcher() -> None:
+        try:
+            with app.app_context(), db.sessionmaker() as own:
+                for start in range(0, 30, 10):
+                    chain.append_many(own, [event(n) for n in range(start, start + 10)])
+                    own.commit()
+        except Exception as exc:
+            errors.append(exc)
+
+    def single() -> None:
+        try:
+            with app.app_context(), db.sessionmaker() as own:
+                for n in range(100, 110):
+                    chain.append(own, event(n))
+                    own.commit()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=batcher), threading.Thread(target=single)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    report = chain.verify(session)
+    assert report.ok, report.problem
+    assert report.checked == 40
+    batched = [
+        e.evidence["line"]
+        for e in session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq))
+        if e.evidence["line"] < 100
+    ]
+    assert batched == list(range(30))
+
+
 @pytest.mark.parametrize(
     ("ip", "kept"),
     [
