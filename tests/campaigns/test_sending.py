@@ -174,3 +174,75 @@ def test_connection_dropped_after_the_body_is_unknown_and_never_resent(
     assert states[ids[0]][0] is DeliveryStatus.SENT
     assert states[ids[2]][0] is DeliveryStatus.SENT
     assert faulty_smtp.by_recipient() == {"reader0@example.org": 1, "reader2@example.org": 1}
+
+
+def test_campaign_messages_verify_under_dkim_with_the_configured_key(
+    make_app, campaign_settings, faulty_smtp, tmp_path
+):
+    """The whole path signs: dkimpy's verifier accepts what the SMTP server received, and the
+    signature covers From and both one-click headers (RFC 8058 section 4)."""
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from mailer.accounts.models import Role
+    from mailer.accounts.users import create_api_key
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "dkim.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    app = make_app(
+        campaign_settings(
+            MAILER_DKIM_DOMAIN="shop.example",
+            MAILER_DKIM_SELECTOR="nov2026",
+            MAILER_DKIM_PRIVATE_KEY=str(pem),
+        )
+    )
+    session = app.extensions["mailer.db"]()
+    topic, _ = make_audience(session, 3)
+    campaign = make_campaign(session, topic, subject="Høstens tilbud til {{ subscriber.name }}")
+    with app.app_context():
+        from mailer.extensions import db
+
+        _, secret = create_api_key(db.session, Role.MARKETER)
+    client = app.test_client()
+    sent = client.post(
+        f"/api/v1/campaigns/{campaign.id}/send", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert sent.status_code == 202, sent.json
+    from rq import SimpleWorker
+
+    from mailer.extensions import jobs
+
+    with app.app_context():
+        SimpleWorker([jobs.queue], connection=jobs.redis).work(burst=True)
+
+    def lookup(name, timeout=5):
+        return record if name == b"nov2026._domainkey.shop.example." else None
+
+    assert len(faulty_smtp.received) == 3
+    for received in faulty_smtp.received:
+        assert dkim.verify(received.data, dnsfunc=lookup)
+        signature = received.message()["DKIM-Signature"]
+        signed = signature.split("h=", 1)[1].split(";", 1)[0].replace(" ", "").lower()
+        for header in ("from", "to", "subject", "date", "message-id"):
+            assert header in signed.split(":")
+        assert "list-unsubscribe" in signed.split(":")
+        assert "list-unsubscribe-post" in signed.split(":")
+        assert "a=rsa-sha256" in signature.replace(" ", "")
+        assert "c=relaxed/relaxed" in signature.replace(" ", "")
+        tampered = received.data.replace(b"news@shop.example", b"news@sh0p.example", 1)
+        assert tampered != received.data and not dkim.verify(tampered, dnsfunc=lookup)
+    session.close()
