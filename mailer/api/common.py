@@ -82,3 +82,25 @@ def check_locale(value: str | None) -> None:
     locales = current_app.config["MAILER"].locales
     if value is not None and value not in locales:
         raise ValidationError(f"use one of {', '.join(locales)}")
+
+
+# Control characters have no place in stored text (PostgreSQL refuses NUL outright); tabs and
+# line breaks are allowed only where a field says so.
+_CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r"} | {"\x7f"}
+
+
+def no_control(multiline: bool = False) -> validate.Validator:
+    """A validator refusing NUL and other control characters (and CR/LF unless `multiline`)."""
+    banned = _CONTROL if multiline else _CONTROL | {"\n", "\r"}
+
+    def check(value: str) -> None:
+        if any(ch in banned for ch in value):
+            raise ValidationError(
+                "must not contain control characters"
+                + ("" if multiline else " or line breaks")
+            )
+
+    return check
+
+
+id_range = validate.Range(min=1, max=MAX_ID, error="no such id")
