@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
     db.init_app(app, settings)
     jobs.init_app(app, settings)
-    tasks.configure(app.extensions["mailer.queue"])
+    tasks.configure(app.extensions["mailer.queue"], app.extensions["mailer.campaign_queue"])
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)

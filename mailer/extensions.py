@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from mailer.config import Settings
 
 QUEUE_NAME = "mailer"
+# Campaign jobs run long; on their own queue, workers take system mail (confirmations) first.
+CAMPAIGN_QUEUE_NAME = "mailer-campaigns"
 
 
 class Database:
@@ -56,6 +58,7 @@ class Jobs:
         connection = redis.Redis.from_url(settings.redis_url)
         app.extensions["mailer.redis"] = connection
         app.extensions["mailer.queue"] = Queue(QUEUE_NAME, connection=connection)
+        app.extensions["mailer.campaign_queue"] = Queue(CAMPAIGN_QUEUE_NAME, connection=connection)
 
     @property
     def redis(self) -> redis.Redis:
@@ -68,6 +71,16 @@ class Jobs:
         from flask import current_app
 
         return current_app.extensions["mailer.queue"]
+
+    @property
+    def queues(self) -> list[Queue]:
+        """Every queue, in the order workers serve them: system mail before campaigns."""
+        from flask import current_app
+
+        return [
+            current_app.extensions["mailer.queue"],
+            current_app.extensions["mailer.campaign_queue"],
+        ]
 
 
 def select_locale() -> str | None:

@@ -39,11 +39,14 @@ LONG_JOBS = {SEND_CAMPAIGN: 900, START_CAMPAIGN: 1800}
 RETRY = Retry(max=6, interval=[10, 30, 120, 600, 1800, 3600])
 
 _queue: Queue | None = None
+_campaign_queue: Queue | None = None
+CAMPAIGN_JOBS = {START_CAMPAIGN, SEND_CAMPAIGN}
 
 
-def configure(queue: Queue) -> None:
-    global _queue
+def configure(queue: Queue, campaign_queue: Queue | None = None) -> None:
+    global _queue, _campaign_queue
     _queue = queue
+    _campaign_queue = campaign_queue or queue
 
 
 def enqueue(
@@ -51,17 +54,18 @@ def enqueue(
 ) -> bool:
     """Enqueue (now, or at `at`). A Redis outage is logged, not raised: the row stays pending
     and `requeue_pending_messages` (every 5 minutes, from `mailer cron`) picks it up."""
-    if _queue is None:
+    if _queue is None or _campaign_queue is None:
         raise RuntimeError("mailer.tasks.configure() was not called")
+    queue = _campaign_queue if path in CAMPAIGN_JOBS else _queue
     timeout = LONG_JOBS.get(path, 120)
     options = {"retry": RETRY, "job_timeout": timeout, "failure_ttl": 7 * 24 * 3600}
     if job_id is not None:
         options["job_id"] = job_id  # the same id twice is one job (RQ overwrites it)
     try:
         if at is None:
-            _queue.enqueue(path, *args, **options)
+            queue.enqueue(path, *args, **options)
         else:
-            _queue.enqueue_at(at, path, *args, **options)
+            queue.enqueue_at(at, path, *args, **options)
     except RedisError:
         log.warning("could not enqueue %s%s; it stays pending", path, args)
         return False

@@ -82,6 +82,11 @@ def _csrf_error(exc: CSRFError) -> Response:
     )
 
 
+def _too_deep(exc: RecursionError) -> Response:
+    # JSON nested thousands deep exhausts the parser before any schema sees it.
+    return error_response(400, {"request": [_("The request could not be understood.")]})
+
+
 def _server_error(exc: Any) -> Response:
     return error_response(500, {"request": [_("Something went wrong on our side. Try again.")]})
 
@@ -101,6 +106,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RecursionError, _too_deep)
     app.register_error_handler(500, _server_error)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_locale": lambda: str(get_locale() or "en")})

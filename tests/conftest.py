@@ -202,10 +202,10 @@ def work(app: Flask) -> Callable[[], int]:
 
     def run() -> int:
         with app.app_context():
-            before = jobs.queue.count
-            worker = SimpleWorker([jobs.queue], connection=jobs.redis)
+            before = sum(q.count for q in jobs.queues)
+            worker = SimpleWorker(jobs.queues, connection=jobs.redis)
             worker.work(burst=True, with_scheduler=False)
-            failed = jobs.queue.failed_job_registry.get_job_ids()
+            failed = [j for q in jobs.queues for j in q.failed_job_registry.get_job_ids()]
             assert not failed, f"jobs failed: {failed}"
             return before
 

@@ -7,6 +7,7 @@ from rq import get_current_job
 
 from mailer import tasks
 from mailer.campaigns import lifecycle, sending
+from mailer.campaigns.pacing import Pacer
 from mailer.consent import chain
 from mailer.database import utcnow
 from mailer.extensions import db, jobs
@@ -66,12 +67,18 @@ def send_campaign(campaign_id: int) -> dict[str, int]:
 
 
 def sweep_campaigns() -> list[int]:
-    """Start overdue scheduled campaigns and restart stalled ones (from `mailer cron`).
-    Safe any time: the start job and the senders guard themselves."""
+    """Start overdue scheduled campaigns, restart stalled ones, settle stopped ones (from
+    `mailer cron`). Safe any time: the start job and the senders guard themselves."""
     settings = current_app.config["MAILER"]
+    now = utcnow()
     with db.sessionmaker() as session:
+        lifecycle.settle(session, now, settings.sending_lease)
         ids = lifecycle.due_or_stalled(
-            session, utcnow(), settings.claim_lease, settings.sending_lease
+            session,
+            now,
+            settings.claim_lease,
+            settings.sending_lease,
+            window_open=Pacer(settings).window_open(),
         )
     for campaign_id in ids:
         tasks.enqueue(tasks.START_CAMPAIGN, campaign_id)

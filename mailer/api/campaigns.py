@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
+from mailer.api.common import ID, id_range, no_control
 from mailer.api.errors import ApiError
 from mailer.campaigns import drafts, lifecycle, proofs, reports
 from mailer.campaigns.models import Campaign
@@ -23,19 +24,18 @@ from mailer.subscribers.schemas import EmailAddress, PersonName
 
 blp = Blueprint("api_campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns")
 
-_ONE_LINE = validate.Regexp(r"^[^\r\n\x00]*$", error="must be one line")
-
 
 class CampaignArgs(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    subject = fields.String(required=True, validate=[validate.Length(min=1, max=500), _ONE_LINE])
-    preheader = fields.String(load_default="", validate=[validate.Length(max=500), _ONE_LINE])
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), no_control()])
+    # One line: CR/LF would be header injection (and the MIME builder refuses it too).
+    subject = fields.String(required=True, validate=[validate.Length(min=1, max=500), no_control()])
+    preheader = fields.String(load_default="", validate=[validate.Length(max=500), no_control()])
     from_name = PersonName(required=True, validate=validate.Length(min=1, max=200))
     from_email = EmailAddress(required=True)
     reply_to = EmailAddress(load_default=None, allow_none=True)
-    template_id = fields.Integer(required=True, strict=True)
-    topic_id = fields.Integer(required=True, strict=True)
-    segment_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+    template_id = fields.Integer(required=True, strict=True, validate=id_range)
+    topic_id = fields.Integer(required=True, strict=True, validate=id_range)
+    segment_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=id_range)
     track_opens = fields.Boolean(load_default=True)
     track_clicks = fields.Boolean(load_default=True)
 
@@ -75,7 +75,9 @@ class ScheduleArgs(Schema):
 
 class TestArgs(Schema):
     addresses = fields.List(EmailAddress(), required=True, validate=validate.Length(min=1, max=10))
-    subscriber_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+    subscriber_id = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=id_range
+    )
 
 
 class TestResult(Schema):
@@ -136,7 +138,7 @@ class Campaigns(MethodView):
             raise ApiError(422, {exc.field: [exc.message]}) from exc
 
 
-@blp.route("/<int:campaign_id>")
+@blp.route(f"/<{ID}:campaign_id>")
 class CampaignItem(MethodView):
     @require(Role.MARKETER)
     @blp.response(200, CampaignSchema)
@@ -165,7 +167,7 @@ def _act(action: Any, campaign_id: int, *args: Any) -> Campaign:
         raise _content_errors(exc) from exc
 
 
-@blp.route("/<int:campaign_id>/schedule", methods=["POST"])
+@blp.route(f"/<{ID}:campaign_id>/schedule", methods=["POST"])
 @require(Role.MARKETER)
 @blp.arguments(ScheduleArgs)
 @blp.response(200, CampaignSchema)
@@ -173,35 +175,35 @@ def schedule(args: dict[str, Any], campaign_id: int) -> Any:
     return _act(lifecycle.schedule, campaign_id, args["send_at"])
 
 
-@blp.route("/<int:campaign_id>/send", methods=["POST"])
+@blp.route(f"/<{ID}:campaign_id>/send", methods=["POST"])
 @require(Role.MARKETER)
 @blp.response(202, CampaignSchema)
 def send(campaign_id: int) -> Any:
     return _act(lifecycle.send_now, campaign_id)
 
 
-@blp.route("/<int:campaign_id>/pause", methods=["POST"])
+@blp.route(f"/<{ID}:campaign_id>/pause", methods=["POST"])
 @require(Role.MARKETER)
 @blp.response(200, CampaignSchema)
 def pause(campaign_id: int) -> Any:
     return _act(lifecycle.pause, campaign_id)
 
 
-@blp.route("/<int:campaign_id>/resume", methods=["POST"])
+@blp.route(f"/<{ID}:campaign_id>/resume", methods=["POST"])
 @require(Role.MARKETER)
 @blp.response(202, CampaignSchema)
 def resume(campaign_id: int) -> Any:
-    return _act(lifecycle.resume, campaign_id, current_app.config["MAILER"].send_jobs)
+    return _act(lifecycle.resume, campaign_id)
 
 
-@blp.route("/<int:campaign_id>/cancel", methods=["POST"])
+@blp.route(f"/<{ID}:campaign_id>/cancel", methods=["POST"])
 @require(Role.MARKETER)
 @blp.response(200, CampaignSchema)
 def cancel(campaign_id: int) -> Any:
     return _act(lifecycle.cancel, campaign_id)
 
 
-@blp.route("/<int:campaign_id>/test", methods=["POST"])
+@blp.route(f"/<{ID}:campaign_id>/test", methods=["POST"])
 @require(Role.MARKETER)
 @blp.arguments(TestArgs)
 @blp.response(200, TestResult(many=True))
@@ -224,7 +226,7 @@ def test_send(args: dict[str, Any], campaign_id: int) -> Any:
         raise _content_errors(exc) from exc
 
 
-@blp.route("/<int:campaign_id>/report", methods=["GET"])
+@blp.route(f"/<{ID}:campaign_id>/report", methods=["GET"])
 @require(Role.MARKETER, Role.COMPLIANCE)
 @blp.response(200, ReportSchema)
 def report(campaign_id: int) -> Any:

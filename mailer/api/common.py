@@ -96,8 +96,7 @@ def no_control(multiline: bool = False) -> validate.Validator:
     def check(value: str) -> None:
         if any(ch in banned for ch in value):
             raise ValidationError(
-                "must not contain control characters"
-                + ("" if multiline else " or line breaks")
+                "must not contain control characters" + ("" if multiline else " or line breaks")
             )
 
     return check

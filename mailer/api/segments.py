@@ -14,6 +14,7 @@ from marshmallow import Schema, fields, validate
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
+from mailer.api.common import ID
 from mailer.api.errors import ApiError
 from mailer.database import utcnow
 from mailer.extensions import db
@@ -95,7 +96,7 @@ class Segments(MethodView):
             raise _invalid(exc) from None
 
 
-@blp.route("/<int:segment_id>")
+@blp.route(f"/<{ID}:segment_id>")
 class SegmentById(MethodView):
     @require(Role.MARKETER, Role.COMPLIANCE)
     @blp.response(200, SegmentSchema)
@@ -115,7 +116,7 @@ class SegmentById(MethodView):
             raise _invalid(exc) from None
 
 
-@blp.route("/<int:segment_id>/count")
+@blp.route(f"/<{ID}:segment_id>/count")
 class SegmentCount(MethodView):
     @require(Role.MARKETER, Role.COMPLIANCE)
     @blp.response(200, SegmentCountSchema)

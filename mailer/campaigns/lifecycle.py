@@ -99,9 +99,11 @@ def pause(session: Session, campaign_id: int) -> Campaign:
     return campaign
 
 
-def resume(session: Session, campaign_id: int, sender_jobs: int) -> Campaign:
+def resume(session: Session, campaign_id: int) -> Campaign:
+    """Back to sending. The start job runs again: it resolves the recipients if a pause came
+    before they were (a paused campaign is never resolved), then enqueues the senders."""
     campaign = _transition(session, campaign_id, (S.PAUSED,), S.SENDING, "resume")
-    after_commit(session, lambda: enqueue_senders(campaign_id, sender_jobs))
+    after_commit(session, lambda: tasks.enqueue(tasks.START_CAMPAIGN, campaign_id))
     session.commit()
     return campaign
 
@@ -161,7 +163,7 @@ def begin(session: Session, campaign_id: int, now: datetime | None = None) -> bo
 
 
 def due_or_stalled(
-    session: Session, now: datetime, stalled_after: int, sending_lease: int
+    session: Session, now: datetime, stalled_after: int, sending_lease: int, window_open: bool
 ) -> list[int]:
     """Campaigns the sweep should (re)start: scheduled ones past due (their job was lost with
     Redis, or everything was down), and sending ones no sender touched lately that have work:
@@ -180,6 +182,8 @@ def due_or_stalled(
             if campaign.started_at is None or campaign.started_at < quiet:
                 stalled.append(campaign.id)
             continue
+        if not window_open:
+            continue  # the rate limit's window is closed: its senders come back when it opens
         mine = Delivery.campaign_id == campaign.id
         busy = select(Delivery.id).where(
             mine, Delivery.status.in_(open_states), Delivery.claimed_at >= quiet
@@ -203,3 +207,38 @@ def due_or_stalled(
         ):
             stalled.append(campaign.id)
     return [*due, *stalled]
+
+
+def settle(session: Session, now: datetime, sending_lease: int) -> int:
+    """Bring stopped campaigns' rows to rest (from the sweep): a cancelled campaign's
+    recipients put back for a retry are skipped, and a recipient a dead sender left
+    "sending" in a paused or cancelled campaign becomes "unknown". Commits."""
+    stuck = now - timedelta(seconds=sending_lease)
+    recent = now - timedelta(days=1)
+    stopped = session.execute(
+        select(Campaign.id, Campaign.status).where(
+            or_(
+                Campaign.status == S.PAUSED,
+                (Campaign.status == S.CANCELLED) & (Campaign.finished_at > recent),
+            )
+        )
+    ).all()
+    changed = 0
+    for campaign_id, state in stopped:
+        mine = Delivery.campaign_id == campaign_id
+        changed += session.execute(
+            update(Delivery)
+            .where(mine, Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_at < stuck)
+            .values(
+                status=DeliveryStatus.UNKNOWN,
+                error="the sender stopped during SMTP; the message may have been delivered",
+            )
+        ).rowcount
+        if state is S.CANCELLED:
+            changed += session.execute(
+                update(Delivery)
+                .where(mine, Delivery.status == DeliveryStatus.PENDING)
+                .values(status=DeliveryStatus.SKIPPED, skip_reason="cancelled", claim=None)
+            ).rowcount
+    session.commit()
+    return changed

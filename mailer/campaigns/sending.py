@@ -86,6 +86,7 @@ class Sender:
         self.counts: dict[str, int] = {}
         self._status_checked = 0.0
         self._status_ok = True
+        self._renewed = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -95,6 +96,9 @@ class Sender:
         with self.sessions() as session:
             campaign = session.get(Campaign, self.campaign_id)
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
+                return RunResult(Next.DONE)
+            if campaign.resolved_at is None:
+                # Recipients not known yet: the start job resolves them, then enqueues us.
                 return RunResult(Next.DONE)
             prepared = PreparedCampaign.from_campaign(
                 campaign, campaign.topic, self.settings, self.tokens
@@ -135,6 +139,8 @@ class Sender:
 
     def _page_size(self) -> int:
         size = self.settings.send_batch_size
+        if self.settings.send_rate_per_hour > 0:
+            size = min(size, self.settings.send_rate_per_hour)
         if self.settings.send_rate_per_second > 0:
             # Under a rate limit, claim no more than a quarter of the lease's worth.
             size = min(
@@ -162,6 +168,7 @@ class Sender:
             .scalar_subquery()
         )
         self.claim = secrets.token_hex(8)
+        self._renewed = time.monotonic()
         session.execute(
             update(Delivery)
             .where(Delivery.id.in_(page), *claimable)
@@ -197,6 +204,20 @@ class Sender:
         if result.rowcount:
             log.warning("campaign %s: %d deliveries unknown", self.campaign_id, result.rowcount)
 
+    def _renew(self, session: Session) -> None:
+        """Keep the page's claim fresh while a slow server or a rate limit stretches it."""
+        now = time.monotonic()
+        if now - self._renewed < self.settings.claim_lease / 4:
+            return
+        self._renewed = now
+        session.execute(
+            update(Delivery)
+            .where(Delivery.claim == self.claim, Delivery.status == DeliveryStatus.PENDING)
+            .values(claimed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
     def _release(self, session: Session) -> None:
         session.execute(
             update(Delivery)
@@ -221,7 +242,11 @@ class Sender:
         if not remaining:
             session.execute(
                 update(Campaign)
-                .where(Campaign.id == self.campaign_id, Campaign.status == CampaignStatus.SENDING)
+                .where(
+                    Campaign.id == self.campaign_id,
+                    Campaign.status == CampaignStatus.SENDING,
+                    Campaign.resolved_at.is_not(None),
+                )
                 .values(status=CampaignStatus.SENT, finished_at=utcnow())
             )
             session.commit()
@@ -305,14 +330,25 @@ class Sender:
         previous: tuple[int, int, object, Result] | None = None
         try:
             for delivery_id, attempts, recipient in todo:
-                if not self._still_sending(session) or not self.pacer.acquire(
+                if self.pacer.limited:
+                    # Record the outcome in hand before any wait: a long wait must never
+                    # leave a finished message looking like one lost on the wire.
+                    self._write(session, previous)
+                    previous = None
+                    session.commit()
+                self._renew(session)
+                go = self._still_sending(session) and self.pacer.acquire(
                     lambda: self._still_sending(session)
-                ):
+                )
+                if go is not True:
                     self._write(session, previous)
                     previous = None
                     session.commit()
                     self._release(session)
-                    return self._result(Next.DONE)
+                    if go is False:  # paused or cancelled
+                        return self._result(Next.DONE)
+                    # A closed window (hourly cap): hand the page back, come back when it opens.
+                    return self._result(Next.LATER, utcnow() + timedelta(seconds=float(go)))
                 try:
                     rendered = prepared.render(recipient)  # type: ignore[attr-defined]
                 except Exception as exc:  # one bad profile must not stop the campaign

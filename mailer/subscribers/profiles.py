@@ -53,6 +53,8 @@ def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else "numbers must be finite"
     if isinstance(value, str):
+        if "\x00" in value:  # PostgreSQL's JSON operators fail on it, for every row
+            return "text cannot contain NUL characters"
         return None if len(value) <= MAX_TEXT else f"text is at most {MAX_TEXT} characters"
     return "use text, a number, true/false, or a list of those (dates as ISO 8601 text)"
 

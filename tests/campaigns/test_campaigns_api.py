@@ -97,7 +97,10 @@ def test_schedule_needs_a_timezone_and_state_changes_are_guarded(api, basics):
 
 def test_a_template_without_an_unsubscribe_link_cannot_be_sent(api, campaign_session):
     topic, _ = make_audience(campaign_session, 1)
-    mjml = "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>"
+    mjml = (
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
     campaign = make_campaign(campaign_session, topic, mjml=mjml)
     response = api("post", f"/api/v1/campaigns/{campaign.id}/send")
     assert response.status_code == 422, response.json
@@ -113,9 +116,7 @@ def test_test_send_is_marked_and_acts_for_nobody(api, basics, campaign_session, 
         json={"addresses": ["boss@shop.example"], "subscriber_id": 2},
     )
     assert response.status_code == 200, response.json
-    assert [(r["address"], r["outcome"]) for r in response.json] == [
-        ("boss@shop.example", "sent")
-    ]
+    assert [(r["address"], r["outcome"]) for r in response.json] == [("boss@shop.example", "sent")]
     msg = faulty_smtp.received[0].message()
     assert msg["Subject"].startswith("[Test]")
     assert "Reader1" in msg["Subject"]  # personalised as subscriber 2

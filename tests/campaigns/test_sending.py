@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from mailer.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.database import utcnow
@@ -227,7 +227,7 @@ def test_campaign_messages_verify_under_dkim_with_the_configured_key(
     from mailer.extensions import jobs
 
     with app.app_context():
-        SimpleWorker([jobs.queue], connection=jobs.redis).work(burst=True)
+        SimpleWorker(jobs.queues, connection=jobs.redis).work(burst=True)
 
     def lookup(name, timeout=5):
         return record if name == b"nov2026._domainkey.shop.example." else None
@@ -246,3 +246,95 @@ def test_campaign_messages_verify_under_dkim_with_the_configured_key(
         tampered = received.data.replace(b"news@shop.example", b"news@sh0p.example", 1)
         assert tampered != received.data and not dkim.verify(tampered, dnsfunc=lookup)
     session.close()
+
+
+def test_paused_before_its_recipients_were_known_then_resumed_reaches_everyone(
+    api, campaign_session, run_jobs, faulty_smtp
+):
+    """A pause that lands before the start job: the start job does nothing while paused, and
+    resume must still resolve the recipients (it must never finish a campaign sent to nobody)."""
+    topic, _ = make_audience(campaign_session, 5)
+    campaign = make_campaign(campaign_session, topic)
+    api("post", f"/api/v1/campaigns/{campaign.id}/send")
+    api("post", f"/api/v1/campaigns/{campaign.id}/pause")
+    run_jobs()
+    assert api("get", f"/api/v1/campaigns/{campaign.id}").json["status"] == "paused"
+    assert faulty_smtp.received == []
+
+    assert api("post", f"/api/v1/campaigns/{campaign.id}/resume").status_code == 202
+    run_jobs()
+    body = api("get", f"/api/v1/campaigns/{campaign.id}").json
+    assert body["status"] == "sent" and body["counts"]["sent"] == 5
+    assert len(faulty_smtp.by_recipient()) == 5
+
+
+def test_an_hourly_cap_hands_the_page_back_with_every_outcome_recorded(
+    campaign_app, campaign_settings, campaign_session, faulty_smtp
+):
+    """At the hourly cap the sender does not sleep on its claims: it writes what it knows
+    (a 451 goes back for a retry, never to "unknown"), releases the rest, and comes back
+    when the window opens."""
+    from mailer.campaigns import lifecycle
+    from mailer.campaigns.sending import Next, Sender
+
+    settings = campaign_settings(MAILER_SEND_RATE_PER_HOUR="2")
+    topic, ids = make_audience(campaign_session, 3)
+    campaign = make_campaign(campaign_session, topic)
+    faulty_smtp.behaviour.rcpt = lambda a: "451 4.7.1 later" if a.startswith("reader0@") else None
+    with campaign_app.app_context():
+        from mailer.extensions import jobs
+
+        jobs.redis.flushdb()
+        lifecycle.send_now(campaign_session, campaign.id)
+        assert lifecycle.begin(campaign_session, campaign.id)
+        sessions = campaign_app.extensions["mailer.db"]
+        result = Sender(
+            sessions, settings, campaign_app.extensions["mailer.tokens"], campaign.id
+        ).run()
+    assert result.next is Next.LATER
+    assert result.at is not None and (result.at - utcnow()).total_seconds() > 5
+    states = _statuses(campaign_session, campaign.id)
+    assert states[ids[0]][0] is DeliveryStatus.PENDING  # its retry comes later
+    assert states[ids[1]][0] is DeliveryStatus.SENT
+    assert states[ids[2]][0] is DeliveryStatus.PENDING
+    held = campaign_session.scalar(
+        select(func.count()).where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.claim.is_not(None),
+        )
+    )
+    assert held == 0
+
+
+def test_cancelled_and_paused_campaigns_settle(campaign_session):
+    from mailer.campaigns import lifecycle
+
+    topic, ids = make_audience(campaign_session, 3)
+    campaign = make_campaign(campaign_session, topic, status=CampaignStatus.CANCELLED)
+    campaign.finished_at = utcnow()
+    long_ago = utcnow() - timedelta(hours=1)
+    campaign_session.add_all(
+        [
+            Delivery(
+                campaign_id=campaign.id,
+                subscriber_id=ids[0],
+                status=DeliveryStatus.SENDING,
+                claim="dead",
+                claimed_at=long_ago,
+            ),
+            Delivery(
+                campaign_id=campaign.id,
+                subscriber_id=ids[1],
+                status=DeliveryStatus.PENDING,
+                retry_at=utcnow() + timedelta(minutes=5),
+            ),
+            Delivery(campaign_id=campaign.id, subscriber_id=ids[2], status=DeliveryStatus.SENT),
+        ]
+    )
+    campaign_session.commit()
+    assert lifecycle.settle(campaign_session, utcnow(), sending_lease=180) == 2
+    states = _statuses(campaign_session, campaign.id)
+    assert states[ids[0]][0] is DeliveryStatus.UNKNOWN
+    assert states[ids[1]] == (DeliveryStatus.SKIPPED, "cancelled")
+    assert states[ids[2]][0] is DeliveryStatus.SENT

@@ -537,3 +537,12 @@ def test_any_input_gets_a_considered_answer(
         named = set(errors) & (set(payload) | FIELDS)
         assert named, (errors, sorted(payload))
     assert counts(session) == before, "a refused sign-up must not write anything"
+
+
+def test_json_nested_thousands_deep_is_a_clear_400(client, session):
+    make_form(session)
+    body = "[" * 5000 + "]" * 5000
+    for path in ("/subscribe/news", "/api/v1/topics"):
+        response = client.post(path, data=body, content_type="application/json")
+        assert response.status_code in (400, 401), (path, response.status_code)
+        assert "errors" in response.get_json()

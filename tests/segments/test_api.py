@@ -151,7 +151,10 @@ rule_like = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(rules=rule_like | json_values)
 def test_bad_rules_get_an_answer_never_a_crash(client, world, marketer, rules):
