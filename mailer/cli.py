@@ -23,7 +23,7 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
-from mailer.compliance import access, audit_export, erasure, receipts
+from mailer.compliance import access, access_zip, audit_export, erasure, receipts
 from mailer.consent import chain
 from mailer.consent.models import ConsentEventType
 from mailer.emails import mjml
@@ -182,9 +182,34 @@ def subjects_erase(email: str, actor: str) -> None:
 
 @subjects_group.command("export")
 @click.argument("email")
-def subjects_export(email: str) -> None:
-    """Print everything held about an address as JSON (Art. 15 access, Art. 20 portability)."""
-    _print_subject_document(lambda: access.export(db.session, email), "nothing is held")
+@click.option("--format", "fmt", type=click.Choice(["json", "zip"]), default="json")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="File to write (needed for zip); without it the JSON is printed.",
+)
+def subjects_export(email: str, fmt: str, output: Path | None) -> None:
+    """Everything held about an address (Art. 15 access, Art. 20 portability): JSON, or a
+    ZIP with one CSV per section."""
+    if output is None and fmt == "zip":
+        raise click.BadParameter("a ZIP needs a file to go to", param_hint="--output")
+    if output is None:
+        _print_subject_document(lambda: access.export(db.session, email), "nothing is held")
+        return
+    try:
+        document = access.export(db.session, email)
+    except access.NothingHeld:
+        click.echo("nothing is held for that address", err=True)
+        raise SystemExit(1) from None
+    except ValueError as exc:
+        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
+    if fmt == "zip":
+        output.write_bytes(access_zip.archive(document))
+    else:
+        output.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    click.echo(f"written to {output}")
 
 
 @subjects_group.command("receipt")

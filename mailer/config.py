@@ -118,6 +118,10 @@ class Settings:
     machine_open_seconds: int = 10
     # How long tracking links keep recording (the redirect itself keeps working).
     tracking_max_age: int = 400 * 24 * 3600
+    # Retention (mailer.compliance.retention): never-confirmed sign-ups and raw tracking
+    # events older than this many days are purged daily.
+    retention_pending_days: int = 30
+    retention_tracking_days: int = 395
 
     @property
     def production(self) -> bool:
@@ -231,4 +235,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
         unsubscribe_mailto=env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
         machine_open_seconds=_int(env, "MAILER_MACHINE_OPEN_SECONDS", 10),
         tracking_max_age=_int(env, "MAILER_TRACKING_MAX_AGE", 400 * 24 * 3600),
+        retention_pending_days=max(1, _int(env, "MAILER_RETENTION_PENDING_DAYS", 30)),
+        retention_tracking_days=max(1, _int(env, "MAILER_RETENTION_TRACKING_DAYS", 395)),
     )

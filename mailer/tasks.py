@@ -23,6 +23,7 @@ START_CAMPAIGN = "workers.jobs.start_campaign"
 SEND_CAMPAIGN = "workers.jobs.send_campaign"
 SWEEP_CAMPAIGNS = "workers.jobs.sweep_campaigns"
 FLUSH_TRACKING = "workers.jobs.flush_tracking"
+APPLY_RETENTION = "workers.jobs.apply_retention"
 ALL_JOBS = (
     SEND_MESSAGE,
     REQUEUE_PENDING,
@@ -31,6 +32,7 @@ ALL_JOBS = (
     SEND_CAMPAIGN,
     SWEEP_CAMPAIGNS,
     FLUSH_TRACKING,
+    APPLY_RETENTION,
 )
 # Jobs that loop for a while (a sender works up to a minute per run, then hands over).
 LONG_JOBS = {SEND_CAMPAIGN: 900, START_CAMPAIGN: 1800}

@@ -14,6 +14,7 @@ PERIODIC = (
     (job_functions.requeue_pending_messages, 300),
     (job_functions.anchor_ledger, "5 0 * * *"),  # daily, just after midnight UTC
     (job_functions.flush_tracking, 5),  # opens and clicks from Redis into profiles
+    (job_functions.apply_retention, "30 3 * * *"),  # daily purge of what we may not keep
 )
 
 

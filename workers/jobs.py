@@ -8,6 +8,7 @@ from rq import get_current_job
 from mailer import tasks
 from mailer.campaigns import lifecycle, sending
 from mailer.campaigns.pacing import Pacer
+from mailer.compliance import retention
 from mailer.consent import chain
 from mailer.database import utcnow
 from mailer.extensions import db, jobs
@@ -94,3 +95,10 @@ def flush_tracking() -> int:
             session, jobs.redis, machine_open_seconds=settings.machine_open_seconds
         )
     return report.recorded
+
+
+def apply_retention() -> dict[str, int]:
+    """Purge never-confirmed sign-ups and old tracking events (daily, from `mailer cron`).
+    Commits per batch; safe to rerun: see `mailer.compliance.retention`."""
+    with db.sessionmaker() as session:
+        return retention.run(session, current_app.config["MAILER"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from mailer.accounts.models import Role
@@ -16,7 +16,7 @@ from mailer.api.access_log import log_access
 from mailer.api.auth import current_key, require
 from mailer.api.common import address_or_400
 from mailer.api.errors import ApiError
-from mailer.compliance import access, erasure, receipts
+from mailer.compliance import access, access_zip, erasure, receipts
 from mailer.consent.models import ConsentSource
 from mailer.extensions import db
 from mailer.pseudonyms import keyed
@@ -112,19 +112,69 @@ class SubjectConsent(MethodView):
         }
 
 
+class ExportArgs(Schema):
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(["json", "zip"]),
+        metadata={"description": "json (one document) or zip (one CSV per section)"},
+    )
+
+
 @blp.route("/<email>/export")
 class SubjectExport(MethodView):
     @require(Role.COMPLIANCE)
-    @blp.response(200, description="the access document (JSON)")
-    def get(self, email: str) -> Any:
+    @blp.arguments(ExportArgs, location="query")
+    @blp.response(200, description="the access document (JSON), or a ZIP of CSVs")
+    def get(self, args: dict[str, Any], email: str) -> Any:
         """Everything held about the address, for an access or portability request: profile,
-        attributes, engagement, subscriptions, consent events with their texts, emails sent."""
+        attributes, engagement, subscriptions, consent events with their texts, emails sent,
+        campaign deliveries, opens, clicks and bounces. `format=zip`: the same as one CSV per
+        section."""
         address = address_or_400(email)
-        log_access("subject.export", address)
+        log_access("subject.export", address, details={"format": args["format"]})
         try:
-            return access.export(db.session, address)
+            document = access.export(db.session, address)
         except access.NothingHeld:
             raise ApiError(404, NOTHING_HELD) from None
+        if args["format"] == "json":
+            return document
+        return Response(
+            access_zip.archive(document),
+            mimetype="application/zip",
+            headers={"Content-Disposition": 'attachment; filename="subject-export.zip"'},
+        )
+
+
+def _erase(args: dict[str, Any], email: str) -> Any:
+    """The erasure both routes share: the address repeated in `confirm`, then logged, then
+    erased (404 when nothing is held)."""
+    address = address_or_400(email)
+    try:
+        confirmed = address_or_400(args["confirm"], "confirm") == address
+    except ApiError:
+        confirmed = False
+    if not confirmed:
+        raise ApiError(422, {"confirm": ["repeat the address from the URL to erase it"]})
+    log_access("subject.erase", address)
+    key = current_key()
+    try:
+        return erasure.erase(
+            db.session, address, f"apikey:{key.id} {key.name}"[:320], ConsentSource.API
+        )
+    except erasure.NothingToErase:
+        raise ApiError(404, NOTHING_HELD) from None
+
+
+@blp.route("/<email>")
+class Subject(MethodView):
+    @require(Role.COMPLIANCE)
+    @blp.arguments(EraseArgs)
+    @blp.response(200, ErasureSchema)
+    def delete(self, args: dict[str, Any], email: str) -> Any:
+        """Erase the address's personal data (GDPR Art. 17), as `POST .../erase` does; the
+        pseudonymised proof of consent stays. Needs the JSON body
+        `{"confirm": "<the same address>"}`."""
+        return _erase(args, email)
 
 
 @blp.route("/<email>/erase")
@@ -136,18 +186,4 @@ class SubjectErase(MethodView):
         """Erase the address's personal data; the pseudonymised proof of consent stays, and an
         HMAC on the suppression list keeps imports from bringing it back. Needs
         `{"confirm": "<the same address>"}`."""
-        address = address_or_400(email)
-        try:
-            confirmed = address_or_400(args["confirm"], "confirm") == address
-        except ApiError:
-            confirmed = False
-        if not confirmed:
-            raise ApiError(422, {"confirm": ["repeat the address from the URL to erase it"]})
-        log_access("subject.erase", address)
-        key = current_key()
-        try:
-            return erasure.erase(
-                db.session, address, f"apikey:{key.id} {key.name}"[:320], ConsentSource.API
-            )
-        except erasure.NothingToErase:
-            raise ApiError(404, NOTHING_HELD) from None
+        return _erase(args, email)

@@ -1,19 +1,27 @@
 """Access and portability (GDPR Art. 15, 20): everything we hold about an address, as one
-structured, machine-readable document."""
+structured, machine-readable document (`mailer.compliance.access_zip` writes the same as a ZIP
+of CSVs).
+
+Sections: profile (with attributes and engagement), subscriptions, consent events with the
+texts shown, system messages, campaign deliveries, opens, clicks and bounces. Bounces are found
+by the keyed HMAC of the address too, so those recorded before an erasure or for an address
+without a profile are included."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from mailer.campaigns.models import Campaign, Delivery
 from mailer.consent.models import ConsentEvent
 from mailer.database import utcnow
 from mailer.delivery.models import OutboundMessage
 from mailer.pseudonyms import keyed
 from mailer.subscribers.models import FormVersion, Subscriber
 from mailer.subscribers.schemas import normalise_email
+from mailer.tracking.models import Bounce, EventKind, TrackingEvent
 
 
 class NothingHeld(LookupError):
@@ -67,7 +75,12 @@ def export(session: Session, email: str) -> dict[str, Any]:
             for v in versions.values()
         },
         "messages": [],
+        "deliveries": [],
+        "opens": [],
+        "clicks": [],
+        "bounces": [],
     }
+    delivery_ids: list[int] = []
     if subscriber is not None:
         document["profile"] = {
             "name": subscriber.name,
@@ -110,7 +123,77 @@ def export(session: Session, email: str) -> dict[str, Any]:
                 .order_by(OutboundMessage.id)
             )
         ]
+        document["deliveries"] = _deliveries(session, subscriber.id)
+        delivery_ids = [d["delivery_id"] for d in document["deliveries"]]
+        document["opens"] = _events(session, subscriber.id, EventKind.OPEN)
+        document["clicks"] = _events(session, subscriber.id, EventKind.CLICK)
+    document["bounces"] = _bounces(session, keyed(session, address), delivery_ids)
     return document
+
+
+def _deliveries(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Delivery, Campaign.name, Campaign.frozen_subject, Campaign.subject)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.id)
+    )
+    return [
+        {
+            "delivery_id": d.id,
+            "campaign_id": d.campaign_id,
+            "campaign": name,
+            "subject": frozen or subject,
+            "status": d.status.value,
+            "sent_at": _iso(d.sent_at),
+            "opened_at": _iso(d.opened_at),
+            "clicked_at": _iso(d.clicked_at),
+            "error": d.error,
+        }
+        for d, name, frozen, subject in rows
+    ]
+
+
+def _events(session: Session, subscriber_id: int, kind: EventKind) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(TrackingEvent)
+        .where(TrackingEvent.subscriber_id == subscriber_id, TrackingEvent.kind == kind)
+        .order_by(TrackingEvent.occurred_at, TrackingEvent.id)
+    )
+    keep_link = kind is EventKind.CLICK
+    return [
+        {
+            "occurred_at": _iso(e.occurred_at),
+            "campaign_id": e.campaign_id,
+            "delivery_id": e.delivery_id,
+            "machine": e.machine,
+            "reason": e.reason,
+            "user_agent": e.user_agent,
+            **({"link_index": e.link_index, "url": e.url} if keep_link else {}),
+        }
+        for e in rows
+    ]
+
+
+def _bounces(session: Session, digest: str, delivery_ids: list[int]) -> list[dict[str, Any]]:
+    match = Bounce.email_hmac == digest
+    if delivery_ids:
+        match = or_(match, Bounce.delivery_id.in_(delivery_ids))
+    return [
+        {
+            "occurred_at": _iso(b.occurred_at),
+            "kind": b.kind.value,
+            "source": b.source.value,
+            "status": b.status,
+            "diagnostic": b.diagnostic,
+            "campaign_id": b.campaign_id,
+            "delivery_id": b.delivery_id,
+            "suppressed": b.suppressed,
+        }
+        for b in session.scalars(
+            select(Bounce).where(match).order_by(Bounce.occurred_at, Bounce.id)
+        )
+    ]
 
 
 def _event(event: ConsentEvent, versions: dict[int, FormVersion]) -> dict[str, Any]:

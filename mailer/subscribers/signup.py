@@ -106,7 +106,10 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
     version = _version(session, form, req.form_version_id)
 
     found = session.scalar(select(Subscriber.id).where(Subscriber.email == req.email))
-    if found is None:
+    # Locked before use; None when an erasure removed the profile in between: then this is a
+    # new sign-up with fresh consent, as it would be a moment later.
+    subscriber = status.lock(session, found) if found is not None else None
+    if subscriber is None:
         subscriber = Subscriber(
             email=req.email,
             name=req.name if form.ask_name else "",
@@ -116,8 +119,6 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
         )
         session.add(subscriber)
         session.flush()
-    else:
-        subscriber = status.lock(session, found)
 
     existing = {s.topic_id: s for s in subscriber.subscriptions}
     to_confirm: list[str] = []

@@ -32,6 +32,7 @@ ROUTES = [
     ("GET", f"{SUBJECT}/consent", None, {C}),
     ("GET", f"{SUBJECT}/export", None, {C}),
     ("POST", f"{SUBJECT}/erase", {"confirm": "someone@example.com"}, {C}),
+    ("DELETE", SUBJECT, {"confirm": "someone@example.com"}, {C}),
     ("GET", "/api/v1/audit-log", None, set()),
 ]
 OURS = (
