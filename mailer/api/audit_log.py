@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mailer.api.auth import require
-from mailer.api.common import Address, Page, PageArgs, page_of
+from mailer.api.common import Address, Page, PageArgs, id_range, no_control, page_of
 from mailer.compliance import staff_log
 from mailer.extensions import db
 
@@ -22,9 +22,9 @@ blp = Blueprint(
 
 
 class AuditLogArgs(PageArgs):
-    action = fields.String(validate=validate.Length(max=64))
+    action = fields.String(validate=[validate.Length(max=64), no_control()])
     subject = Address(metadata={"description": "every access to this person's data"})
-    api_key_id = fields.Integer()
+    api_key_id = fields.Integer(validate=id_range)
 
 
 class StaffAccessSchema(Schema):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import ID, check_locale
+from mailer.api.common import ID, check_locale, no_control
 from mailer.api.errors import ApiError
 from mailer.extensions import db
 from mailer.subscribers import forms
@@ -73,7 +73,7 @@ def _form_fields(creating: bool) -> dict[str, fields.Field]:
 
     return {
         "slug": fields.String(validate=SLUG_RULE, **arg()),
-        "name": fields.String(validate=validate.Length(min=1, max=200), **arg()),
+        "name": fields.String(validate=[validate.Length(min=1, max=200), no_control()], **arg()),
         "topics": fields.List(
             fields.String(validate=SLUG_RULE),
             validate=validate.Length(min=1, max=50),
@@ -90,10 +90,14 @@ def _form_fields(creating: bool) -> dict[str, fields.Field]:
         "welcome_enabled": fields.Boolean(**arg(False)),
         "welcome_gmail_tip": fields.Boolean(**arg(True)),
         "allowed_origins": fields.List(
-            OriginField(), validate=validate.Length(max=50), **arg(list)
+            OriginField(validate=no_control()), validate=validate.Length(max=50), **arg(list)
         ),
         "consent_text": fields.String(
-            validate=[validate.Length(min=1, max=MAX_CONSENT_TEXT), _not_blank],
+            validate=[
+                validate.Length(min=1, max=MAX_CONSENT_TEXT),
+                _not_blank,
+                no_control(multiline=True),
+            ],
             metadata={"description": "a changed text becomes a new version"},
             **arg(),
         ),

@@ -14,7 +14,7 @@ from marshmallow import Schema, fields, validate
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import ID
+from mailer.api.common import ID, no_control
 from mailer.api.errors import ApiError
 from mailer.database import utcnow
 from mailer.extensions import db
@@ -34,12 +34,14 @@ SAMPLE_SIZE = 20
 
 
 class SegmentArgs(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=service.MAX_NAME))
+    name = fields.String(
+        required=True, validate=[validate.Length(min=1, max=service.MAX_NAME), no_control()]
+    )
     rules = RuleTree(required=True)
 
 
 class SegmentPatchArgs(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=service.MAX_NAME))
+    name = fields.String(validate=[validate.Length(min=1, max=service.MAX_NAME), no_control()])
     rules = RuleTree()
 
 

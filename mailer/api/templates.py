@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
+from mailer.api.common import ID, id_range, no_control
 from mailer.api.errors import ApiError
 from mailer.campaigns import rendering, templates
 from mailer.campaigns.models import Template
@@ -26,20 +27,19 @@ blp = Blueprint(
 # MJML output is responsive: one HTML document, shown at each width.
 DESKTOP_WIDTH = 600
 MOBILE_WIDTH = 375
-_ONE_LINE = validate.Regexp(r"^[^\r\n\x00]*$", error="must be one line")
 
 
 class TemplateArgs(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), no_control()])
     mjml = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=500_000),
+        validate=[validate.Length(min=1, max=500_000), no_control(multiline=True)],
         metadata={"description": "MJML with Jinja: {{ subscriber.first_name | default('there') }}"},
     )
     text = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.Length(max=500_000),
+        validate=[validate.Length(max=500_000), no_control(multiline=True)],
         metadata={"description": "authored text part (Jinja); null: generated from the HTML"},
     )
 
@@ -66,9 +66,11 @@ class TemplateSchema(Schema):
 
 
 class PreviewArgs(Schema):
-    subscriber_id = fields.Integer(load_default=None, allow_none=True, strict=True)
-    subject = fields.String(load_default="", validate=[validate.Length(max=500), _ONE_LINE])
-    preheader = fields.String(load_default="", validate=[validate.Length(max=500), _ONE_LINE])
+    subscriber_id = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=id_range
+    )
+    subject = fields.String(load_default="", validate=[validate.Length(max=500), no_control()])
+    preheader = fields.String(load_default="", validate=[validate.Length(max=500), no_control()])
 
 
 class Viewport(Schema):
@@ -126,7 +128,7 @@ class Templates(MethodView):
         return _saving(templates.create, **args)
 
 
-@blp.route("/<int:template_id>")
+@blp.route(f"/<{ID}:template_id>")
 class TemplateItem(MethodView):
     @require(Role.MARKETER)
     @blp.response(200, TemplateSchema)
@@ -142,7 +144,7 @@ class TemplateItem(MethodView):
         return _saving(templates.update, _template(template_id), **args)
 
 
-@blp.route("/<int:template_id>/preview", methods=["POST"])
+@blp.route(f"/<{ID}:template_id>/preview", methods=["POST"])
 @require(Role.MARKETER)
 @blp.arguments(PreviewArgs)
 @blp.response(200, PreviewSchema)

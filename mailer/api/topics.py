@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
+from mailer.api.common import no_control
 from mailer.api.errors import ApiError
 from mailer.extensions import db
 from mailer.subscribers.models import Topic
@@ -23,8 +24,10 @@ class TopicArgs(Schema):
     slug = fields.String(
         required=True, validate=validate.Regexp(SLUG, error="use letters, digits, - and _")
     )
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    description = fields.String(load_default="", validate=validate.Length(max=2000))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), no_control()])
+    description = fields.String(
+        load_default="", validate=[validate.Length(max=2000), no_control(multiline=True)]
+    )
 
 
 class TopicSchema(Schema):

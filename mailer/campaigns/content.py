@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Template
+from jinja2.exceptions import SecurityError
 from sqlalchemy.orm import Session
 
 from mailer.campaigns import instrument, sandbox, textpart
@@ -122,8 +123,10 @@ def one_line(text: str) -> str:
 
 
 def content_failure(exc: Exception, field: str) -> CampaignContentError:
-    """A render that failed on one recipient's data, as a content error with its line."""
-    problem = Problem(sandbox.error_line(exc), f"template error: {sandbox.describe(exc)}")
+    """A render that failed on one recipient's data (a missing value, or a render budget limit
+    reached, see `budget`), as a content error with its line."""
+    kind = "not allowed" if isinstance(exc, SecurityError) else "template error"
+    problem = Problem(sandbox.error_line(exc), f"{kind}: {sandbox.describe(exc)}")
     return CampaignContentError(field, [str(problem)])
 
 

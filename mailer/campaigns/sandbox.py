@@ -10,6 +10,9 @@ so a template must never reach Python internals (server-side template injection)
 3. At send time the environment is an `ImmutableSandboxedEnvironment` with no globals, a short
    list of filters, and only `Record`s (read-only mappings without methods) in the context:
    never ORM objects. Subscriber data is data: HTML output is autoescaped, nothing is evaluated.
+4. Every render, the trial one included, runs on a budget (`budget.py`): loop passes, output,
+   the length of each value built and the work of filters and operators are bounded, and `%`
+   formatting of text is refused, so content cannot exhaust memory or time either.
 
 Reserved names (`_click`, `_open_pixel`) are inserted by our own link rewriting; user content
 cannot name them because every `_` name is refused.
@@ -17,16 +20,16 @@ cannot name them because every `_` name is refused.
 
 from __future__ import annotations
 
-import functools
-import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from mailer.campaigns import budget
 
 # Top-level variables a template may use, and the fields of the two records.
 SUBSCRIBER_FIELDS = frozenset({"email", "name", "first_name", "last_name", "locale", "attributes"})
@@ -92,9 +95,6 @@ _REFUSED_STATEMENTS: dict[type[nodes.Node], str] = {
 _INTERNAL_ATTRIBUTES = frozenset(
     {"mro", "format", "format_map", "func_globals", "f_globals", "gi_frame", "gi_code"}
 )
-# Longest string or list that `*` or one filter may produce: chained filters that each
-# triple their input (`replace('', 'xx')`, `urlencode`) must not exhaust memory.
-MAX_LENGTH = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -168,19 +168,14 @@ def freeze_value(value: Any) -> Any:
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    """The sandbox, with every render's cost bounded (see `budget`)."""
+
+    code_generator_class = budget.BudgetCodeGenerator
+    context_class = budget.BudgetContext
+    intercepted_binops = budget.INTERCEPTED_BINOPS
 
     def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
-        if op == "**":
-            raise SecurityError("the ** operator is not allowed")
-        for seq, times in ((left, right), (right, left)):
-            if (
-                isinstance(seq, str | tuple | list)
-                and isinstance(times, int)
-                and len(seq) * times > MAX_LENGTH
-            ):
-                raise SecurityError("the result of * would be too long")
-        return operator.mul(left, right)
+        return budget.binop(context, op, left, right)
 
 
 def environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
@@ -191,19 +186,12 @@ def environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=True,
     )
     env.globals.clear()
-    env.filters = {name: _bounded(name, env.filters[name]) for name in SAFE_FILTERS}
+    env.filters = {name: budget.bounded_filter(name, env.filters[name]) for name in SAFE_FILTERS}
+    env.tests = {
+        name: budget.bounded_filter(name, test, budget.READ_WEIGHT)
+        for name, test in env.tests.items()
+    }
     return env
-
-
-def _bounded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)  # keeps Jinja's pass_context/pass_environment marks
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        result = fn(*args, **kwargs)
-        if isinstance(result, str) and len(result) > MAX_LENGTH:
-            raise SecurityError(f"the result of the '{name}' filter would be too long")
-        return result
-
-    return bounded
 
 
 HTML = environment(autoescape=True)
@@ -269,6 +257,12 @@ def tree_problems(
                 if fields is not None and key not in fields:
                     known = ", ".join(sorted(fields))
                     add(node, f"unknown field '{key}' of {node.node.name} (known: {known})")
+        elif (
+            isinstance(node, nodes.Mod)
+            and isinstance(node.left, nodes.Const)
+            and isinstance(node.left.value, str)
+        ):
+            add(node, "formatting text with % is not allowed; join text with ~")
         elif isinstance(node, nodes.Filter) and node.name not in SAFE_FILTERS:
             add(node, f"unknown filter '{node.name}'")
         elif isinstance(node, nodes.Keyword) and node.key == "attribute":

@@ -43,6 +43,8 @@ HOSTILE_VALUES: list[Any] = [
     "a\x01\x1b\x7fb",
     "line\r\nBcc: x@evil.example",
     "é\u202e\ufeff",
+    "https://a\x00b.example",
+    ["https://a\x00b.example"],
     "1e309",
     "9999-12-31T23:59:59+14:00",
     "2024-13-45T25:61:00",
@@ -51,6 +53,7 @@ HOSTILE_VALUES: list[Any] = [
     ["\x00"],
     {"a": {"b": [1]}},
     {"\x00": "\x00"},
+    {"k": "a\x00b"},
 ]
 HOSTILE_QUERY = [
     "",
@@ -89,6 +92,14 @@ JSON_NOT_OBJECTS: list[Any] = [None, [], "text", 1, [{}], {}]
 PARAM = re.compile(r"\{([^}]+)\}")
 
 
+VALID_RULES = {"field": "attribute", "key": "plan", "type": "string", "op": "eq", "value": "pro"}
+VALID_MJML = (
+    "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ subscriber.first_name }} "
+    '<a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text></mj-column></mj-section>'
+    "</mj-body></mjml>"
+)
+
+
 @pytest.fixture
 def world(app: Flask, session) -> dict[str, Any]:
     """One of everything a route can name, and an admin's headers."""
@@ -118,21 +129,14 @@ def world(app: Flask, session) -> dict[str, Any]:
     }
 
 
-VALID_RULES = {"field": "attribute", "key": "plan", "type": "string", "op": "eq", "value": "pro"}
-VALID_MJML = (
-    "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ subscriber.first_name }} "
-    '<a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text></mj-column></mj-section>'
-    "</mj-body></mjml>"
-)
-
-
-def valid_bodies(world: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+def valid_bodies(world: dict[str, Any], n: int) -> dict[tuple[str, str], dict[str, Any]]:
     """A body each create route accepts, so that one hostile property reaches past the check
-    for missing fields (PATCH and PUT routes take any one property on its own)."""
+    for missing fields (PATCH and PUT routes take any one property on its own). Names and slugs
+    end in `n`: a hostile value must reach the insert, not an "already exists" check."""
     ids = world["ids"]
     return {
-        ("post", "/api/v1/topics"): {"slug": "fuzz", "name": "Fuzz", "description": "d"},
-        ("post", "/api/v1/templates"): {"name": "Fuzz", "mjml": VALID_MJML, "text": None},
+        ("post", "/api/v1/topics"): {"slug": f"fuzz{n}", "name": "Fuzz", "description": "d"},
+        ("post", "/api/v1/templates"): {"name": f"Fuzz{n}", "mjml": VALID_MJML, "text": None},
         ("post", "/api/v1/campaigns"): {
             "name": "Fuzz",
             "subject": "Hi",
@@ -143,14 +147,14 @@ def valid_bodies(world: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]
             "topic_id": ids["topic_id"],
         },
         ("post", "/api/v1/forms"): {
-            "slug": "fuzz",
+            "slug": f"fuzz{n}",
             "name": "Fuzz sign-up",
             "topics": ["news"],
             "locale": "en",
             "allowed_origins": ["https://shop.example"],
             "consent_text": "Yes, email me the newsletter. I can unsubscribe at any time.",
         },
-        ("post", "/api/v1/segments"): {"name": "Fuzz", "rules": VALID_RULES},
+        ("post", "/api/v1/segments"): {"name": f"Fuzz{n}", "rules": VALID_RULES},
         ("post", "/api/v1/segments/preview"): {"rules": VALID_RULES},
         ("post", "/api/v1/campaigns/{campaign_id}/test"): {"addresses": ["qa@example.org"]},
         ("post", "/api/v1/campaigns/{campaign_id}/schedule"): {
@@ -196,10 +200,10 @@ def _requests(
         yield good, {"data": data, "content_type": content_type}
     for body in JSON_NOT_OBJECTS:
         yield good, {"json": body}
-    base = valid_bodies(world).get((method, path), {})
     for name in _properties(spec, operation):
-        for value in HOSTILE_VALUES:
+        for n, value in enumerate(HOSTILE_VALUES):
             yield good, {"json": {name: value}}
+            base = valid_bodies(world, n).get((method, path))
             if base:
                 yield good, {"json": {**base, name: value}}
 
@@ -253,8 +257,21 @@ def _routes(spec: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
 BLUEPRINTS = {blp.name: blp.url_prefix for blp in blueprints.ALL}
 
 
+# Known and reported, in code another engineer is changing: marked here, not fixed here.
+# (blueprint, database) -> why a route still fails there; empty: none does.
+KNOWN: dict[tuple[str, str], str] = {}
+
+
 @pytest.mark.parametrize("blueprint", sorted(BLUEPRINTS))
-def test_hostile_input_never_breaks_a_route(app: Flask, world: dict[str, Any], blueprint: str):
+def test_hostile_input_never_breaks_a_route(
+    request: pytest.FixtureRequest,
+    app: Flask,
+    db_kind: str,
+    world: dict[str, Any],
+    blueprint: str,
+):
+    if (blueprint, db_kind) in KNOWN:
+        request.applymarker(pytest.mark.xfail(strict=False, reason=KNOWN[blueprint, db_kind]))
     client = app.test_client()
     spec = client.get("/api/v1/openapi.json").get_json()
     routes = _routes(spec, BLUEPRINTS[blueprint])
@@ -274,3 +291,44 @@ def test_every_route_in_the_openapi_document_belongs_to_a_fuzzed_blueprint(clien
         p for p in paths if not any(p == x or p.startswith(x + "/") for x in BLUEPRINTS.values())
     ]
     assert not uncovered
+
+
+# The reviewer's findings, each with the answer it now gets (both were a 500 before).
+FINDINGS = [
+    ("get", "/api/v1/templates/99999999999999999999", None, 404, "url"),
+    ("put", "/api/v1/templates/2147483648", {"name": "x"}, 404, "url"),
+    (
+        "post",
+        "/api/v1/templates/{template_id}/preview",
+        {"subscriber_id": 10**30},
+        422,
+        "subscriber_id",
+    ),
+    ("post", "/api/v1/templates", {"name": "n\x00", "mjml": VALID_MJML}, 422, "name"),
+    ("post", "/api/v1/templates", {"name": "n", "mjml": VALID_MJML + "\x00"}, 422, "mjml"),
+    ("put", "/api/v1/templates/{template_id}", {"text": "Hi\x00"}, 422, "text"),
+    ("post", "/api/v1/topics", {"slug": "t2", "name": "T\x00"}, 422, "name"),
+    (
+        "post",
+        "/api/v1/topics",
+        {"slug": "t2", "name": "T", "description": "\x00"},
+        422,
+        "description",
+    ),
+    ("get", "/api/v1/audit-log?api_key_id=99999999999999999999", None, 422, "api_key_id"),
+    ("get", "/api/v1/audit-log?action=%00", None, 422, "action"),
+    ("patch", "/api/v1/forms/{form_id}", {"name": "F\x00"}, 422, "name"),
+    ("patch", "/api/v1/forms/{form_id}", {"consent_text": "Yes\x00"}, 422, "consent_text"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body", "status", "field"), FINDINGS)
+def test_out_of_range_ids_and_nul_characters_get_a_named_answer(
+    app: Flask, world: dict[str, Any], method, url, body, status, field
+):
+    url = _fill(url, {k: str(v) for k, v in world["ids"].items()})
+    response = app.test_client().open(
+        url, method=method.upper(), json=body, headers=world["headers"]
+    )
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert list(response.get_json()["errors"]) == [field], response.get_json()
