@@ -149,8 +149,12 @@ class Sender:
         return size
 
     def _claim_page(self, session: Session) -> list[int]:
-        """One atomic UPDATE claims a page under a fresh token (SKIP LOCKED on PostgreSQL;
-        SQLite serialises writers), so two senders never hold the same recipient."""
+        """Claim a page under a fresh token, so two senders never hold the same recipient.
+
+        PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE those ids in the same
+        transaction (as one statement with IN (subquery) the planner re-ran the locking
+        subquery per row: a minute per page at 20,000 recipients). SQLite: one UPDATE with
+        the subquery; SQLite runs one writer at a time, so it is atomic as it stands."""
         now = utcnow()
         stale = now - timedelta(seconds=self.settings.claim_lease)
         claimable = (
@@ -159,30 +163,38 @@ class Sender:
             (Delivery.claim.is_(None)) | (Delivery.claimed_at < stale),
             (Delivery.retry_at.is_(None)) | (Delivery.retry_at <= now),
         )
-        page = (
-            select(Delivery.id)
-            .where(*claimable)
-            .order_by(Delivery.id)
-            .limit(self._page_size())
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
+        page = select(Delivery.id).where(*claimable).order_by(Delivery.id).limit(self._page_size())
         self.claim = secrets.token_hex(8)
         self._renewed = time.monotonic()
+        if session.get_bind().dialect.name == "postgresql":
+            ids = list(session.scalars(page.with_for_update(skip_locked=True)))
+            if ids:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids))
+                    .values(claim=self.claim, claimed_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            session.commit()
+            return ids
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(page), *claimable)
+            .where(Delivery.id.in_(page.scalar_subquery()), *claimable)
             .values(claim=self.claim, claimed_at=now)
             .execution_options(synchronize_session=False)
         )
         session.commit()
-        ids = session.scalars(
-            select(Delivery.id)
-            .where(Delivery.claim == self.claim, Delivery.status == DeliveryStatus.PENDING)
-            .order_by(Delivery.id)
-        ).all()
+        ids = session.scalars(select(Delivery.id).where(*self._mine()).order_by(Delivery.id)).all()
         session.commit()
         return list(ids)
+
+    def _mine(self) -> tuple:
+        """The page this sender holds (campaign first: the (campaign, status) index serves it)."""
+        return (
+            Delivery.campaign_id == self.campaign_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.claim == self.claim,
+        )
 
     def _recover_lost(self, session: Session) -> None:
         """Deliveries left `sending` by a sender that died mid-SMTP: maybe delivered."""
@@ -212,7 +224,7 @@ class Sender:
         self._renewed = now
         session.execute(
             update(Delivery)
-            .where(Delivery.claim == self.claim, Delivery.status == DeliveryStatus.PENDING)
+            .where(*self._mine())
             .values(claimed_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -221,7 +233,7 @@ class Sender:
     def _release(self, session: Session) -> None:
         session.execute(
             update(Delivery)
-            .where(Delivery.claim == self.claim, Delivery.status == DeliveryStatus.PENDING)
+            .where(*self._mine())
             .values(claim=None, claimed_at=None)
             .execution_options(synchronize_session=False)
         )
