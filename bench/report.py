@@ -1,0 +1,254 @@
+"""RESULTS.md: each case's figures with their ratios to the baselines of the same run, the
+machine, and the exact command.
+
+A run replaces the sections of the cases it ran and keeps the others (each section names the
+run it came from), so `bench/run --cases segments` does not throw away the send figures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.export import LABELS, ExportResult
+from bench.segments import RULES, SegmentResult
+from bench.send import Config, SendResults
+
+ORDER = ("send", "segments", "export")
+HEADER = """# Benchmark results
+
+Written by `bench/run` (how to run it, and what each case measures: [README.md](README.md)).
+Every figure comes with its ratio to a baseline measured in the same run on the same machine,
+so the noise of a shared machine mostly cancels; compare ratios across runs, not raw figures.
+"""
+
+
+@dataclass
+class RunInfo:
+    command: str
+    started: str
+    facts: dict[str, str]
+    load_start: str
+    load_end: str
+    quick: bool
+
+
+def _n(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _goal(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _run_line(info: RunInfo) -> str:
+    f = info.facts
+    quick = " (**--quick: tiny sizes, a smoke check, not a measurement**)" if info.quick else ""
+    return (
+        f"Measured {info.started} by `{info.command}`{quick} at {f['code']}, on {f['cores']} "
+        f"cores ({f['CPU']}), {f['RAM']}, Python {f['Python']}, PostgreSQL {f['PostgreSQL']}, "
+        f"SQLite {f['SQLite']}. Load average (1/5/15 min) {info.load_start} at the start, "
+        f"{info.load_end} at the end."
+    )
+
+
+def machine_section(info: RunInfo) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in info.facts.items())
+    return (
+        "## Machine (latest run)\n\n| | |\n| --- | --- |\n"
+        f"{rows}\n\nCommand: `{info.command}`, started {info.started}.\n"
+    )
+
+
+def send_section(r: SendResults, info: RunInfo) -> str:
+    lines = [
+        f"## 1. Campaign send, end to end ({_n(r.recipients)} recipients, PostgreSQL)",
+        "",
+        _run_line(info),
+        "",
+        f"Template: `bench/newsletter.mjml`, {_n(r.template_bytes / 1024, 1)} KB of compiled "
+        "HTML, personalised subject, preheader and body, open and click tracking on, "
+        "List-Unsubscribe (https and mailto) with one-click POST, List-Id, Feedback-ID, Reply-To. "
+        f"Message size: {_n(r.message_bytes['DKIM off'] / 1024, 1)} KB, "
+        f"{_n(r.message_bytes['DKIM on'] / 1024, 1)} KB with DKIM (RSA 2048). Settings: "
+        + ", ".join(f"`{k}={v}`" for k, v in r.settings.items())
+        + "; PostgreSQL with durable defaults (fsync, synchronous_commit on); real `mailer "
+        "worker` processes (RQ) on Redis over a unix socket; Postfix `smtp-sink` on loopback. "
+        "The clock runs from `lifecycle.send_now` to the campaign's `finished_at`; every "
+        "delivery was checked `sent` and the sink's counter matched.",
+        "",
+        "| product | msg/s | seconds | vs ceiling (same processes) | vs naive stack (same "
+        "processes, same DKIM) | resolve (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for cfg, m in r.product.items():
+        ceiling = r.ceiling[cfg.workers].rate
+        naive = r.naive[(cfg.workers, cfg.dkim)].rate
+        lines.append(
+            f"| {cfg.label} | {_n(m.rate)} | {_n(m.seconds, 1)} | {_x(m.rate / ceiling)} "
+            f"| {_x(m.rate / naive)} | {_n(m.detail['resolve_seconds'], 2)} |"
+        )
+    lines += ["", "| baseline | msg/s | messages | seconds |", "| --- | ---: | ---: | ---: |"]
+    for m in [*r.ceiling.values(), *r.naive.values()]:
+        lines.append(f"| {m.label} | {_n(m.rate)} | {_n(m.messages)} | {_n(m.seconds, 1)} |")
+    lines += [
+        "",
+        "Where the CPU went, in CPU milliseconds per message (from /proc: the worker processes "
+        "with their work horses, the whole PostgreSQL cluster, Redis, the sink), and how busy "
+        "the machine was (all cores, everything on it):",
+        "",
+        "| product | workers | PostgreSQL | Redis | smtp-sink | machine busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for cfg, m in r.product.items():
+        c = m.detail["cpu_ms_per_message"]
+        lines.append(
+            f"| {cfg.label} | {_n(c['workers'], 2)} | {_n(c['postgres'], 2)} "
+            f"| {_n(c['redis'], 2)} | {_n(c['smtp-sink'], 2)} "
+            f"| {m.detail['machine_busy']:.0%} |"
+        )
+    for cfg, m in r.product.items():
+        if cfg == Config(2, False) and m.detail.get("statements"):
+            lines += [
+                "",
+                f"Where PostgreSQL spent its time ({cfg.label}; pg_stat_statements, execution "
+                "time only, statements of the send database):",
+                "",
+                "| calls | total ms | mean ms | rows | statement |",
+                "| ---: | ---: | ---: | ---: | --- |",
+            ]
+            for calls, total, mean, rows, sql in m.detail["statements"]:
+                sql = sql.replace("|", "\\|")
+                lines.append(f"| {_n(calls)} | {_n(total)} | {mean:.3f} | {_n(rows)} | `{sql}` |")
+    lines += ["", *_send_goals(r)]
+    if r.profiles:
+        lines += [
+            "",
+            "py-spy profiles (collapsed stacks): " + ", ".join(p.name for p in r.profiles),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _send_goals(r: SendResults) -> list[str]:
+    two_plain = r.product.get(Config(2, False))
+    two_signed = r.product.get(Config(2, True))
+    one_plain = r.product.get(Config(1, False))
+    one_signed = r.product.get(Config(1, True))
+    out = ["Goals (issue 6):", ""]
+    if two_plain:
+        ceiling = two_plain.rate / r.ceiling[2].rate
+        rate = two_plain.rate
+        out.append(f"- 2 workers, no DKIM, ≥ 830 msg/s: {_n(rate)} — {_goal(rate >= 830)}")
+        out.append(
+            f"- 2 workers, no DKIM, ≥ 60% of the ceiling: {ceiling:.0%} — {_goal(ceiling >= 0.6)}"
+        )
+    if two_signed:
+        naive = two_signed.rate / r.naive[(2, True)].rate
+        rate = two_signed.rate
+        out.append(f"- 2 workers, DKIM, ≥ 500 msg/s: {_n(rate)} — {_goal(rate >= 500)}")
+        out.append(f"- 2 workers, DKIM, ≥ 5x the naive stack: {_x(naive)} — {_goal(naive >= 5)}")
+    for one, two, what in ((one_plain, two_plain, "no DKIM"), (one_signed, two_signed, "DKIM")):
+        if one and two:
+            scale = two.rate / one.rate
+            out.append(f"- 2 workers ≥ 1.7x 1 worker ({what}): {_x(scale)} — {_goal(scale >= 1.7)}")
+    return out
+
+
+def segments_section(results: list[SegmentResult], info: RunInfo) -> str:
+    subscribers = results[0].subscribers if results else 0
+    lines = [
+        f"## 2. Segment count ({_n(subscribers)} subscribers)",
+        "",
+        _run_line(info),
+        "",
+        "Rules: `" + str(RULES).replace("'", '"') + "` through `mailer.segments.service.count`, "
+        "against a hand-written `SELECT count(*) ... JOIN subscriptions ... WHERE <plan> AND "
+        "last_open_at BETWEEN ...` (`bench/segments.py`). Median of "
+        f"{results[0].runs if results else 0} warm runs each; both counts agree.",
+        "",
+        "| database | members | product (ms) | hand-written (ms) | product / hand-written | goal |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for s in results:
+        ok = s.ratio <= 1.5 and (s.database != "PostgreSQL" or s.product_seconds < 1)
+        goal = "≤ 1.5x" + (", < 1 s" if s.database == "PostgreSQL" else "")
+        lines.append(
+            f"| {s.database} | {_n(s.members)} | {_n(s.product_seconds * 1000, 1)} "
+            f"| {_n(s.hand_seconds * 1000, 1)} | {_x(s.ratio)} | {goal}: {_goal(ok)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def export_section(results: list[ExportResult], info: RunInfo) -> str:
+    events = results[0].rows if results else 0
+    lines = [
+        f"## 3. Consent audit export as CSV ({_n(events)} events)",
+        "",
+        _run_line(info),
+        "",
+        "Each method runs in its own process after building the app (as `mailer consent "
+        "export` does) and writes a file; peak RSS is that process's high-water mark "
+        "(VmHWM from /proc, read as it ends). Rows are chained events with valid hashes "
+        "(checked through the ORM).",
+        "",
+        "| database | method | rows/s | seconds | vs raw loop | vs COPY | peak RSS (MB) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    by = {(e.database, e.method): e for e in results}
+    for e in results:
+        raw = by.get((e.database, "raw"))
+        copy = by.get((e.database, "copy"))
+        lines.append(
+            f"| {e.database} | {LABELS[e.method]} | {_n(e.rate)} | {_n(e.seconds, 1)} "
+            f"| {_x(e.rate / raw.rate) if raw else '—'} "
+            f"| {_x(e.rate / copy.rate) if copy else '—'} "
+            f"| {_n(e.peak_rss_mb)} |"
+        )
+    lines += ["", "Goals (issue 6):", ""]
+    for database in ("SQLite", "PostgreSQL"):
+        product, raw = by.get((database, "product")), by.get((database, "raw"))
+        if product and raw:
+            ratio = product.rate / raw.rate
+            lines.append(
+                f"- {database}: at least as fast as the raw loop: {_x(ratio)} — {_goal(ratio >= 1)}"
+            )
+            lines.append(
+                f"- {database}: peak RSS < 200 MB: {_n(product.peak_rss_mb)} MB — "
+                f"{_goal(product.peak_rss_mb < 200)}"
+            )
+    product, copy = by.get(("PostgreSQL", "product")), by.get(("PostgreSQL", "copy"))
+    if product and copy:
+        ratio = product.rate / copy.rate
+        lines.append(f"- PostgreSQL: ≥ 50% of COPY: {ratio:.0%} — {_goal(ratio >= 0.5)}")
+    return "\n".join(lines) + "\n"
+
+
+def failed_section(case: str, error: str, info: RunInfo) -> str:
+    return f"## {case}: FAILED\n\n{_run_line(info)}\n\n```\n{error[-3000:]}\n```\n"
+
+
+_SECTION = re.compile(r"<!-- case:(\w+) -->\n(.*?)<!-- /case:\1 -->\n", re.S)
+
+
+def write(path: Path, info: RunInfo, sections: dict[str, str]) -> None:
+    """Replace the given cases' sections in `path` (or start it), keep the rest."""
+    kept: dict[str, str] = {}
+    if path.exists():
+        kept = {m.group(1): m.group(2) for m in _SECTION.finditer(path.read_text())}
+    kept.update(sections)
+    parts = [HEADER, machine_section(info)]
+    for case in ORDER:
+        if case in kept:
+            parts.append(f"<!-- case:{case} -->\n{kept[case]}<!-- /case:{case} -->\n")
+    path.write_text("\n".join(parts))
+
+
+def render_all(results: dict[str, Any], info: RunInfo) -> dict[str, str]:
+    builders = {"send": send_section, "segments": segments_section, "export": export_section}
+    return {case: builders[case](value, info) for case, value in results.items()}
