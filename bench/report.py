@@ -233,19 +233,25 @@ def failed_section(case: str, error: str, info: RunInfo) -> str:
     return f"## {case}: FAILED\n\n{_run_line(info)}\n\n```\n{error[-3000:]}\n```\n"
 
 
-_SECTION = re.compile(r"<!-- case:(\w+) -->\n(.*?)<!-- /case:\1 -->\n", re.S)
+_SECTION = re.compile(r"<!-- case:([\w-]+) -->\n(.*?)<!-- /case:\1 -->\n", re.S)
 
 
 def write(path: Path, info: RunInfo, sections: dict[str, str]) -> None:
-    """Replace the given cases' sections in `path` (or start it), keep the rest."""
+    """Replace the given sections in `path` (or start it), keep the rest. A section's key is
+    its case, with the size when it is not the default (`send-100000`), so a run at another
+    size is recorded beside the default one instead of replacing it."""
     kept: dict[str, str] = {}
     if path.exists():
         kept = {m.group(1): m.group(2) for m in _SECTION.finditer(path.read_text())}
     kept.update(sections)
     parts = [HEADER, machine_section(info)]
-    for case in ORDER:
-        if case in kept:
-            parts.append(f"<!-- case:{case} -->\n{kept[case]}<!-- /case:{case} -->\n")
+
+    def position(key: str) -> tuple[int, int]:
+        case, _, size = key.partition("-")
+        return ORDER.index(case) if case in ORDER else len(ORDER), int(size or 0)
+
+    for key in sorted(kept, key=position):
+        parts.append(f"<!-- case:{key} -->\n{kept[key]}<!-- /case:{key} -->\n")
     path.write_text("\n".join(parts))
 
 
