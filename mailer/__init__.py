@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     from mailer.accounts import views as account_views
-    from mailer.admin import views as admin_views
+    from mailer.admin import access as admin_access
+    from mailer.admin import navigation as admin_navigation
+    from mailer.admin.blueprints import ALL as admin_blueprints
     from mailer.campaigns import views as campaign_views
     from mailer.public import views as public_views
     from mailer.tracking import views as tracking_views
@@ -81,7 +83,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.init_app(app)
     app.register_blueprint(public_views.bp)
     app.register_blueprint(account_views.bp)
-    app.register_blueprint(admin_views.bp)
+    for blueprint in admin_blueprints:
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals["can"] = admin_access.can
+    app.jinja_env.globals["roles"] = admin_access
+    app.jinja_env.globals["admin_menu"] = admin_navigation.menu
+    app.jinja_env.globals["has_endpoint"] = admin_navigation.has_endpoint
     app.register_blueprint(campaign_views.bp)
     app.register_blueprint(tracking_views.bp)
     if settings.smtp_catcher:

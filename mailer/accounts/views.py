@@ -79,7 +79,9 @@ def login() -> Response | str:
     elif request.method == "POST":
         error = _("Enter your email and password.")
     status = 401 if error else 200
-    return Response(render_template("web/admin/login.html", form=form, error=error), status=status)
+    return Response(
+        render_template("web/accounts/login.html", form=form, error=error), status=status
+    )
 
 
 @bp.post("/logout")

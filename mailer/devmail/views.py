@@ -6,7 +6,7 @@ import re
 
 from flask import Blueprint, Response, abort, current_app, render_template
 
-from mailer.admin.views import STAFF, roles_required
+from mailer.admin.access import STAFF, roles_required
 from mailer.devmail.outbox import Outbox
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin/outbox")
