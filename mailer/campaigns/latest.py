@@ -66,6 +66,11 @@ def recent(session: Session, limit: int = 5) -> list[CampaignFigures]:
             .limit(limit)
         )
     )
+    return figures_of(session, campaigns)
+
+
+def figures_of(session: Session, campaigns: list[Campaign]) -> list[CampaignFigures]:
+    """The figures of these campaigns, in their order: two grouped queries in all."""
     ids = [c.id for c in campaigns]
     if not ids:
         return []
