@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -28,7 +28,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("email", "the address; empty once erased"),
     ("topics", "topic slugs, space-separated"),
     ("lawful_basis", "consent, or legal_claims for erasure records"),
-    ("source", "form | preferences | unsubscribe | api | import | admin"),
+    ("source", "form | preferences | unsubscribe | api | import | admin | system"),
     ("form_id", "the form the consent was given on"),
     ("form_version_id", "the version of its consent text"),
     ("consent_text_sha256", "SHA-256 of the exact consent text shown"),
@@ -102,19 +102,29 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def write(session: Session, flt: Filter, out: IO[str], fmt: str) -> int:
-    """Write the export to `out`; returns the number of rows."""
+def write(
+    session: Session,
+    flt: Filter,
+    out: IO[str],
+    fmt: str,
+    progress: Callable[[int], None] | None = None,
+    every: int = 1000,
+) -> int:
+    """Write the export to `out`; returns the number of rows. `progress(rows so far)` is
+    called every `every` rows (background exports show a progress bar with it); it may raise
+    to stop the export."""
     count = 0
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=FIELDS)
         writer.writeheader()
-        for row in rows(session, flt):
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-            count += 1
-    elif fmt == "jsonl":
-        for row in rows(session, flt):
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    else:
+    elif fmt != "jsonl":
         raise ValueError("format must be csv or jsonl")
+    for row in rows(session, flt):
+        if fmt == "csv":
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        count += 1
+        if progress is not None and count % every == 0:
+            progress(count)
     return count

@@ -104,7 +104,7 @@ def _purge_one(session: Session, subscriber_id: int, cutoff: datetime, days: int
         subscriber,
         subscriber_id=subscriber.id,
         actor=ACTOR,
-        source=ConsentSource.ADMIN,
+        source=ConsentSource.SYSTEM,
         evidence={"request": "retention", "policy": f"not confirmed within {days} days"},
         withdraw=False,
         suppress=False,

@@ -33,6 +33,7 @@ class ConsentSource(enum.Enum):
     API = "api"
     IMPORT = "import"
     ADMIN = "admin"
+    SYSTEM = "system"  # scheduled policy with no person acting (retention)
 
 
 # The only columns the erasure path may blank; everything else is frozen at insert.
