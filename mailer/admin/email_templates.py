@@ -54,6 +54,12 @@ from mailer.subscribers.models import Subscriber
 
 bp = Blueprint("admin_templates", __name__, url_prefix="/admin/templates")
 
+
+@bp.before_request
+def _room_for_a_template() -> None:
+    request.max_content_length = templates.REQUEST_MAX_BYTES
+
+
 ID = f"int(max={MAX_ID})"
 PER_PAGE = 25
 # The framed preview: the marketer's HTML may style itself and show images, nothing more.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -23,6 +23,12 @@ from mailer.subscribers.models import Subscriber
 blp = Blueprint(
     "api_templates", __name__, url_prefix="/api/v1/templates", description="Email templates"
 )
+
+
+@blp.before_request
+def _room_for_a_template() -> None:
+    request.max_content_length = templates.REQUEST_MAX_BYTES
+
 
 # MJML output is responsive: one HTML document, shown at each width.
 DESKTOP_WIDTH = 600

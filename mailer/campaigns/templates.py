@@ -20,6 +20,9 @@ from mailer.campaigns.content import NO_UNSUBSCRIBE, build_content, has_unsubscr
 from mailer.campaigns.models import Template
 
 _UNSET = object()
+# A request carrying a template (source up to 500,000 characters, JSON-escaped or form-encoded)
+# may be this large; every other request keeps the app's small body limit.
+REQUEST_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
