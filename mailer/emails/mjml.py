@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,10 @@ def compile_mjml(source: str, node: str = "node") -> Compiled:
     return Compiled(html=result["html"], version=result["version"])
 
 
-_memory: dict[str, str] = {}
+# The most recently used compilations of this process. Bounded: the admin's live preview
+# compiles a new source at every pause in typing.
+_memory: OrderedDict[str, str] = OrderedDict()
+MEMORY_ENTRIES = 64
 
 
 def compiled_html(session: Session, source: str, node: str = "node") -> str:
@@ -100,6 +104,7 @@ def compiled_html(session: Session, source: str, node: str = "node") -> str:
     """
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
     if digest in _memory:
+        _memory.move_to_end(digest)
         return _memory[digest]
     with Session(bind=session.get_bind()) as own:
         row = own.get(CompiledTemplate, digest)
@@ -115,4 +120,6 @@ def compiled_html(session: Session, source: str, node: str = "node") -> str:
                 own.rollback()
         html = row.html
     _memory[digest] = html
+    while len(_memory) > MEMORY_ENTRIES:
+        _memory.popitem(last=False)
     return html
