@@ -36,10 +36,20 @@ def create_user(session: Session, email: str, password: str, role: Role) -> User
     if user is None:
         user = User(email=email, role=role, password_hash="")
         session.add(user)
+    else:
+        user.session_version += 1  # a reset password signs out every session
     user.role = role
     user.password_hash = generate_password_hash(password)  # scrypt, salted
     session.commit()
     return user
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Sign `user` out of every session: session cookies live in browsers, so only a new
+    session version (checked by the user loader) makes copies of them useless. Commits; safe
+    to rerun (each run ends whatever sessions exist then)."""
+    user.session_version += 1
+    session.commit()
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:

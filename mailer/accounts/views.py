@@ -15,22 +15,32 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-from mailer.accounts import users
+from mailer.accounts import lockout, users
 from mailer.accounts.models import User
 from mailer.database import utcnow
-from mailer.extensions import db, limiter, login_manager
+from mailer.extensions import db, jobs, limiter, login_manager
 
 bp = Blueprint("accounts", __name__)
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def _load_user(session_id: str) -> User | None:
+    """`<id>:<session version>` (`User.get_id`): a session from before a password change or
+    a deactivation carries an old version and is signed out."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()) or len(session_id) > 40:
+        return None
+    if int(user_id) >= 2**31:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
 
 
 login_manager.login_view = "accounts.login"
@@ -68,7 +78,16 @@ def login() -> Response | str:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
+        guard = lockout.Lockout.for_settings(jobs.redis, current_app.config["MAILER"])
+        locked = guard.locked(form.email.data)
+        # Checked even when locked: a lock answers like a wrong password, in the same time.
         user = users.authenticate(db.session, form.email.data, form.password.data)
+        if locked:
+            user = None
+        elif user is None:
+            guard.failed(form.email.data)
+        else:
+            guard.succeeded(form.email.data)
         if user is not None:
             user.last_login_at = utcnow()
             db.session.commit()
@@ -87,5 +106,8 @@ def login() -> Response | str:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
+    """Signing out ends every session of the user, so a copy of the cookie (taken from a
+    shared computer, a proxy log) opens nothing afterwards."""
+    users.end_sessions(db.session, current_user._get_current_object())
     logout_user()
     return redirect(url_for("accounts.login"))
