@@ -8,13 +8,31 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_smorest import Api as _Api
+from marshmallow import Schema, fields
 
 from mailer.extensions import csrf
 
 PREFIX = "/api/v1"
 
 
+class ErrorSchema(Schema):
+    """The one error shape, as the OpenAPI document declares it for every error answer (its
+    "Error" component), so clients and schema checkers see what is really sent."""
+
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        required=True,
+        metadata={
+            "description": "Messages by field, nested fields as a dotted path: "
+            '`{"rules.all.0.op": ["..."]}`'
+        },
+    )
+
+
 class Api(_Api):
+    ERROR_SCHEMA = ErrorSchema
+
     def _register_error_handlers(self) -> None:
         # `mailer.web` answers every HTTPException, API or not, in one shape.
         pass
