@@ -1,7 +1,8 @@
 """`bench/run`: start the servers, run the cases, write RESULTS.md, tear everything down.
 
-    bench/run [--quick] [--recipients N] [--cases send,segments,export] [--output PATH]
-              [--subscribers N] [--events N] [--profile DIR] [--keep]
+    bench/run [--quick] [--recipients N] [--cases send,segments,export,signup,pixel]
+              [--output PATH] [--subscribers N] [--events N] [--deliveries N] [--seconds N]
+              [--profile DIR] [--keep]
 
 Exit status: 0 when every case ran and its checks held (timings never fail a run), 1 when a
 case broke, 2 for bad arguments or a missing server binary.
@@ -21,14 +22,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import machine, report
+from bench import http_load, machine, report
 from bench.services import Postgres, Redis, ServiceError, SmtpSink
 
 HERE = Path(__file__).resolve().parent
-CASES = ("send", "segments", "export")
+CASES = ("send", "segments", "export", "signup", "pixel")
 FULL = {"recipients": 20_000, "subscribers": 1_000_000, "events": 1_000_000, "runs": 5}
 QUICK = {"recipients": 300, "subscribers": 20_000, "events": 20_000, "runs": 3}
-SIZE_OF = {"send": "recipients", "segments": "subscribers", "export": "events"}
+# The web cases (signup, pixel): pixel URLs of that many deliveries; wrk runs of `seconds`
+# after a warm-up, `rounds` times, interleaved with the hello-world yardstick.
+FULL.update(deliveries=20_000, seconds=10, warmup=5, rounds=3)
+QUICK.update(deliveries=300, seconds=2, warmup=1, rounds=1)
+SIZE_OF = {
+    "send": "recipients",
+    "segments": "subscribers",
+    "export": "events",
+    "signup": "seconds",
+    "pixel": "deliveries",
+}
+WEB_CASES = ("signup", "pixel")
 NAIVE_SAMPLE = {"full": (3000, 1000), "quick": (150, 60)}  # naive loop: (no DKIM, DKIM)
 
 
@@ -54,10 +66,12 @@ def _positive(value: str) -> int:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check")
-    parser.add_argument("--cases", type=_cases, default=list(CASES), help="send,segments,export")
+    parser.add_argument("--cases", type=_cases, default=list(CASES), help=",".join(CASES))
     parser.add_argument("--recipients", type=_positive, help="campaign size (default 20,000)")
     parser.add_argument("--subscribers", type=_positive, help="segment case (default 1,000,000)")
     parser.add_argument("--events", type=_positive, help="export case (default 1,000,000)")
+    parser.add_argument("--deliveries", type=_positive, help="pixel case (default 20,000)")
+    parser.add_argument("--seconds", type=_positive, help="each wrk run (default 10)")
     parser.add_argument("--output", type=Path, help="default bench/RESULTS.md (--quick: none)")
     parser.add_argument("--profile", type=Path, help="py-spy the send workers into this folder")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
@@ -67,7 +81,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    for name in ("recipients", "subscribers", "events"):
+    for name in ("recipients", "subscribers", "events", "deliveries", "seconds"):
         if getattr(args, name):
             sizes[name] = getattr(args, name)
     output = args.output or (None if args.quick else HERE / "RESULTS.md")
@@ -86,11 +100,14 @@ def main(argv: list[str]) -> int:
         pg = Postgres()
         stack.append(pg)
         redis = sink = None
-        if "send" in args.cases:
+        if {"send", *WEB_CASES} & set(args.cases):
             redis = Redis(workdir)
             stack.append(redis)
+        if {"send", "signup"} & set(args.cases):
             sink = SmtpSink(workdir)
             stack.append(sink)
+        if set(WEB_CASES) & set(args.cases):
+            http_load.ensure_wrk(_log)
         facts = machine.facts(pg.url("postgres"), redis.version if redis else None)
         for case in args.cases:
             _log(f"case {case}")
@@ -148,6 +165,13 @@ def _run_case(case, args, sizes, pg, redis, sink, workdir: Path) -> Any:
 
         url = pg.create_database("bench_segments")
         return segments.run(url, workdir / "segments.db", sizes["subscribers"], sizes["runs"], _log)
+    if case in WEB_CASES:
+        from bench import pixel, signup
+
+        timing = (sizes["rounds"], sizes["seconds"], sizes["warmup"])
+        if case == "signup":
+            return signup.run(pg, redis, sink, workdir, *timing, _log)
+        return pixel.run(pg, redis, workdir, sizes["deliveries"], *timing, _log)
     from bench import export
 
     url = pg.create_database("bench_export")

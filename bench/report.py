@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.export import LABELS, ExportResult
+from bench.http_load import WrkResult
+from bench.pixel import PixelResult
 from bench.segments import RULES, SegmentResult
 from bench.send import Config, SendResults
+from bench.signup import SignupResult
 
-ORDER = ("send", "segments", "export")
+ORDER = ("send", "segments", "export", "signup", "pixel")
 HEADER = """# Benchmark results
 
 Written by `bench/run` (how to run it, and what each case measures: [README.md](README.md)).
@@ -100,18 +103,21 @@ def send_section(r: SendResults, info: RunInfo) -> str:
     lines += [
         "",
         "Where the CPU went, in CPU milliseconds per message (from /proc: the worker processes "
-        "with their work horses, the whole PostgreSQL cluster, Redis, the sink), and how busy "
-        "the machine was (all cores, everything on it):",
+        "with their work horses, the whole PostgreSQL cluster, Redis, the sink), how busy "
+        "the machine was (all cores, everything on it), and the rate those CPU costs would "
+        "allow with every core busy on this send and nothing else (1000 * cores / the sum):",
         "",
-        "| product | workers | PostgreSQL | Redis | smtp-sink | machine busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| product | workers | PostgreSQL | Redis | smtp-sink | machine busy | CPU-bound rate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    cores = int(info.facts.get("cores") or 1)
     for cfg, m in r.product.items():
         c = m.detail["cpu_ms_per_message"]
+        total = sum(c.values())
         lines.append(
             f"| {cfg.label} | {_n(c['workers'], 2)} | {_n(c['postgres'], 2)} "
             f"| {_n(c['redis'], 2)} | {_n(c['smtp-sink'], 2)} "
-            f"| {m.detail['machine_busy']:.0%} |"
+            f"| {m.detail['machine_busy']:.0%} | {_n(cores * 1000 / total) if total else '—'} |"
         )
     for cfg, m in r.product.items():
         if cfg == Config(2, False) and m.detail.get("statements"):
@@ -156,7 +162,10 @@ def _send_goals(r: SendResults) -> list[str]:
     for one, two, what in ((one_plain, two_plain, "no DKIM"), (one_signed, two_signed, "DKIM")):
         if one and two:
             scale = two.rate / one.rate
-            out.append(f"- 2 workers ≥ 1.7x 1 worker ({what}): {_x(scale)} — {_goal(scale >= 1.7)}")
+            out.append(
+                f"- Scale-out (case 6), 2 workers ≥ 1.7x 1 worker ({what}): {_x(scale)} — "
+                f"{_goal(scale >= 1.7)}"
+            )
     return out
 
 
@@ -229,6 +238,116 @@ def export_section(results: list[ExportResult], info: RunInfo) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _web_rows(rows: list[tuple[str, list[WrkResult]]], yardstick: float) -> list[str]:
+    from bench.http_load import median
+
+    lines = [
+        "| what | req/s (median) | each round | CPU µs per request | latency p50 / p99 (ms) "
+        "| vs hello-world |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for label, runs in rows:
+        rate = median([r.rate for r in runs])
+        lines.append(
+            f"| {label} | {_n(rate)} | {', '.join(_n(r.rate) for r in runs)} "
+            f"| {_n(median([r.cpu_us for r in runs]))} "
+            f"| {_n(median([r.latency_p50_ms for r in runs]), 1)} / "
+            f"{_n(median([r.latency_p99_ms for r in runs]), 1)} | {rate / yardstick:.0%} |"
+        )
+    return lines
+
+
+def _web_setup(settings: dict[str, str], rounds: int, seconds: float) -> str:
+    from bench.http_load import WRK_CONNECTIONS, WRK_THREADS
+
+    return (
+        f"`gunicorn {settings['gunicorn']}` on loopback, driven by `wrk -t{WRK_THREADS} "
+        f"-c{WRK_CONNECTIONS}` for {rounds} round(s) of {seconds:g} s after a warm-up, "
+        "the yardstick and the product interleaved, each in a fresh server; figures are "
+        f"medians of the rounds ({settings['versions']}). CPU µs per request: the server's "
+        "process tree"
+    )
+
+
+def signup_section(r: SignupResult, info: RunInfo) -> str:
+    rounds = len(r.rounds["signup"])
+    limits = ", ".join(f"`{k}={v}`" for k, v in r.settings.items() if k.startswith("MAILER_"))
+    lines = [
+        "## 4. Sign-up under load: `POST /subscribe/<form>` (gunicorn, wrk, PostgreSQL)",
+        "",
+        _run_line(info),
+        "",
+        "The hosted form's POST as a browser sends it (CSRF token, signed start time and "
+        "session cookie from one real GET of the form page, fetched more than the minimum "
+        "fill time before; consent ticked; a name; the empty honeypot), with a new address "
+        "every request, against `GET /bench/hello` of the same app (`bench.hello`). "
+        + _web_setup(r.settings, rounds, r.seconds)
+        + ", PostgreSQL and Redis. The per-IP limit is raised for the run, every request "
+        f"coming from 127.0.0.1: {limits}; the per-address limit, the minimum fill time and "
+        "the confirmation window keep their defaults.",
+        "",
+        *_web_rows(
+            [("hello-world", r.rounds["hello"]), ("sign-up (`wsgi:app`)", r.rounds["signup"])],
+            r.rate("hello"),
+        ),
+        "",
+        f'Count check: wrk got the "check your inbox" page {_n(r.accepted)} times (warm-ups '
+        f"included, none refused); the database holds {_n(r.subscribers)} new subscribers "
+        f'(requests still in flight when wrk stopped count too), each with its "requested" '
+        f"consent event ({_n(r.events)}) and its confirmation email ({_n(r.emails)} rows, "
+        f"{_n(r.queued)} RQ jobs). {r.settings['send_workers']} `mailer worker --burst` "
+        "then sent them all in "
+        f"{_n(r.send_seconds, 1)} s ({_n(r.sent / r.send_seconds)} emails/s); the SMTP sink "
+        f"accepted {_n(r.sent)}.",
+        "",
+        "Goals (issue 6):",
+        "",
+        f"- Sign-up ≥ 50% of hello-world requests/s: {r.ratio:.0%} — {_goal(r.ratio >= 0.5)}",
+        f"- Every accepted sign-up has its consent event and its confirmation email: "
+        f"{_n(r.subscribers)} / {_n(r.events)} / {_n(r.sent)} — met",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def pixel_section(r: PixelResult, info: RunInfo) -> str:
+    rounds = len(r.rounds["pixel"])
+    lost = r.recorded - r.events
+    lines = [
+        f"## 5. Open pixel under load: `GET /t/o/<token>` ({_n(r.deliveries)} deliveries)",
+        "",
+        _run_line(info),
+        "",
+        "Real pixel URLs of a sent campaign's deliveries, signed by the product "
+        "(`TrackingLinks.open_pixel`), fetched in turn with a browser's user agent, against "
+        "`GET /bench/hello` of the same app (`bench.hello`); also the same app with the "
+        "pixel's fast path taken off (`bench.hello:flask_view`: the Flask view answers), to "
+        "show what the fast path buys. "
+        + _web_setup(r.settings, rounds, r.seconds)
+        + " and Redis. Each hit is one XADD to Redis (unix socket) before the answer leaves.",
+        "",
+        *_web_rows(
+            [
+                ("hello-world", r.rounds["hello"]),
+                ("open pixel (`wsgi:app`)", r.rounds["pixel"]),
+                ("open pixel through the Flask view", r.rounds["view"]),
+            ],
+            r.rate("hello"),
+        ),
+        "",
+        f"Count check: Redis counted {_n(r.recorded)} XADD calls (wrk got {_n(r.answered)} "
+        "pixels back, warm-ups included; requests in flight when wrk stopped count too); "
+        f"the flush (`flush_events`, as `mailer cron` runs it) wrote {_n(r.events)} open "
+        f"events in {_n(r.flush_seconds, 1)} s ({_n(r.events / max(r.flush_seconds, 1e-9))} "
+        f"events/s), and the subscribers' open counters grew by {_n(r.profile_opens)}.",
+        "",
+        "Goals (issue 6):",
+        "",
+        f"- Open pixel ≥ 80% of hello-world requests/s: {r.ratio:.0%} — {_goal(r.ratio >= 0.8)}",
+        f"- Zero pixel hits lost: {_n(lost)} lost — {_goal(lost == 0)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def failed_section(case: str, error: str, info: RunInfo) -> str:
     return f"## {case}: FAILED\n\n{_run_line(info)}\n\n```\n{error[-3000:]}\n```\n"
 
@@ -256,5 +375,11 @@ def write(path: Path, info: RunInfo, sections: dict[str, str]) -> None:
 
 
 def render_all(results: dict[str, Any], info: RunInfo) -> dict[str, str]:
-    builders = {"send": send_section, "segments": segments_section, "export": export_section}
+    builders = {
+        "send": send_section,
+        "segments": segments_section,
+        "export": export_section,
+        "signup": signup_section,
+        "pixel": pixel_section,
+    }
     return {case: builders[case](value, info) for case, value in results.items()}

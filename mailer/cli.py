@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import json
 import os
@@ -23,13 +24,22 @@ from mailer import config as config_module
 from mailer import create_app, migrate
 from mailer.accounts import users
 from mailer.accounts.models import Role, User
-from mailer.compliance import access, access_zip, audit_export, erasure, receipts
+from mailer.compliance import (
+    access,
+    access_zip,
+    audit_export,
+    erasure,
+    receipts,
+    staff_log,
+    verification,
+)
 from mailer.consent import chain
 from mailer.consent.models import ConsentEventType
 from mailer.emails import mjml
 from mailer.extensions import db
 from mailer.public.visitor import origin_of
 from mailer.subscribers import forms
+from mailer.subscribers.schemas import normalise_email
 from mailer.tracking import ingest
 
 ROLES = click.Choice([r.value for r in Role])
@@ -56,6 +66,42 @@ cli.add_command(routes_command)
 
 def _settings() -> config_module.Settings:
     return current_app.config["MAILER"]
+
+
+def _cli_staff(actor: str | None = None) -> staff_log.Staff:
+    """Who ran a command, as the staff audit log records it: `--actor` where the command has
+    one, else the operating-system user, marked as the command line."""
+    if not actor:
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+            actor = "unknown"
+    return staff_log.Staff(api_key_name=f"cli:{actor}"[:200])
+
+
+def _record(
+    action: str,
+    command: str,
+    subject_email: str | None = None,
+    details: dict | None = None,
+    actor: str | None = None,
+) -> None:
+    """Put a command's access to personal data on the staff audit log, before any output."""
+    staff_log.record(
+        db.session,
+        _cli_staff(actor),
+        action,
+        f"cli mailer {command}",
+        subject_email=subject_email,
+        details=details,
+    )
+
+
+def _address(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except ValueError as exc:
+        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
 
 
 @cli.group("db")
@@ -115,7 +161,8 @@ def consent_group() -> None:
 @consent_group.command("verify")
 def consent_verify() -> None:
     """Walk the hash chain; exit 1 at the first broken, missing or reordered row."""
-    report = chain.verify(db.session)
+    # The same walk as the admin page's; the outcome is kept on the staff audit log.
+    report = verification.run(db.session, _cli_staff(), "cli mailer consent verify")
     if report.ok:
         click.echo(
             f"ledger OK: {report.checked} events, {report.anchors_checked} anchors checked; "
@@ -145,6 +192,18 @@ def consent_export(fmt, since, until, types, topic, form_id, output) -> None:
         topic=topic,
         form_id=form_id,
     )
+    _record(
+        "consent.export",
+        "consent export",
+        details={
+            "format": fmt,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "type": list(types),
+            "topic": topic,
+            "form": form_id,
+        },
+    )
     count = audit_export.write(db.session, flt, output, fmt)
     click.echo(f"{count} events exported", err=True)
 
@@ -166,10 +225,10 @@ def subjects_group() -> None:
 @click.option("--actor", required=True, help="Who asked for it and who ran it, for the ledger.")
 def subjects_erase(email: str, actor: str) -> None:
     """Erase an address's personal data; the pseudonymised proof of consent stays."""
+    address = _address(email)
+    _record("subject.erase", "subjects erase", address, actor=actor)
     try:
-        result = erasure.erase(db.session, email, f"cli:{actor}")
-    except ValueError as exc:
-        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
+        result = erasure.erase(db.session, address, f"cli:{actor}")
     except erasure.NothingToErase:
         click.echo("nothing is held about that address", err=True)
         raise SystemExit(1) from None
@@ -195,16 +254,16 @@ def subjects_export(email: str, fmt: str, output: Path | None) -> None:
     ZIP with one CSV per section."""
     if output is None and fmt == "zip":
         raise click.BadParameter("a ZIP needs a file to go to", param_hint="--output")
+    address = _address(email)
+    _record("subject.export", "subjects export", address, details={"format": fmt})
     if output is None:
-        _print_subject_document(lambda: access.export(db.session, email), "nothing is held")
+        _print_subject_document(lambda: access.export(db.session, address), "nothing is held")
         return
     try:
-        document = access.export(db.session, email)
+        document = access.export(db.session, address)
     except access.NothingHeld:
         click.echo("nothing is held for that address", err=True)
         raise SystemExit(1) from None
-    except ValueError as exc:
-        raise click.BadParameter("not a valid email address", param_hint="EMAIL") from exc
     if fmt == "zip":
         output.write_bytes(access_zip.archive(document))
     else:
@@ -216,8 +275,10 @@ def subjects_export(email: str, fmt: str, output: Path | None) -> None:
 @click.argument("email")
 def subjects_receipt(email: str) -> None:
     """Print the consent receipt (Kantara Consent Receipt v1.1 fields) for an address."""
+    address = _address(email)
+    _record("subject.receipt", "subjects receipt", address)
     _print_subject_document(
-        lambda: receipts.receipt(db.session, email, _settings().controller),
+        lambda: receipts.receipt(db.session, address, _settings().controller),
         "no confirmed consent is held",
     )
 

@@ -10,7 +10,8 @@ import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,6 +55,15 @@ def _secret_key(env: dict[str, str], instance: Path, production: bool) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
     return key
+
+
+@dataclass(frozen=True)
+class SenderIdentity:
+    """A From (and optional Reply-To) that campaigns may send as."""
+
+    name: str
+    email: str
+    reply_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,22 @@ class Settings:
     # events older than this many days are purged daily.
     retention_pending_days: int = 30
     retention_tracking_days: int = 395
+    # Consent audit export files made from the admin pages are deleted this long after they
+    # are written (mailer.compliance.export_jobs, hourly from `mailer cron`).
+    export_ttl_hours: int = 24
+    # Who campaigns may send as (default: MAILER_MAIL_FROM); the admin's list replaces it.
+    sender_identities: tuple[SenderIdentity, ...] = ()
+    # Open and click tracking switched on for new campaigns.
+    track_opens_default: bool = True
+    track_clicks_default: bool = True
+    # A DKIM key (PEM) generated in the admin: never read from the environment, filled in by
+    # `mailer.settings.store.effective` when MAILER_DKIM_* configure no key.
+    dkim_private_key: bytes = field(default=b"", repr=False)
+    # Login lockout: this many failed sign-ins for one address within the window lock that
+    # address for `login_lockout_seconds` (0 attempts: off). The per-IP rate limit is separate.
+    login_lockout_attempts: int = 10
+    login_lockout_window: int = 900
+    login_lockout_seconds: int = 900
 
     @property
     def production(self) -> bool:
@@ -177,6 +203,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError("MAILER_BASE_URL must be an https:// URL when MAILER_ENV=production")
 
     host = urlsplit(base_url).hostname or "localhost"
+    mail_from = env.get("MAILER_MAIL_FROM", f"Mailer <noreply@{host}>")
     secret_key = _secret_key(env, instance, production)
     # Derived from the secret unless set: set it explicitly before ever rotating the secret, or
     # events recorded after the rotation no longer link to the same person's earlier ones.
@@ -196,7 +223,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         smtp_catcher=smtp_catcher,
         catcher_port=catcher_port,
         base_url=base_url,
-        mail_from=env.get("MAILER_MAIL_FROM", f"Mailer <noreply@{host}>"),
+        mail_from=mail_from,
         confirm_max_age=_int(env, "MAILER_CONFIRM_MAX_AGE", 7 * 24 * 3600),
         preferences_max_age=_int(env, "MAILER_PREFERENCES_MAX_AGE", 90 * 24 * 3600),
         confirmation_window=_int(env, "MAILER_CONFIRMATION_WINDOW", 600),
@@ -237,4 +264,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
         tracking_max_age=_int(env, "MAILER_TRACKING_MAX_AGE", 400 * 24 * 3600),
         retention_pending_days=max(1, _int(env, "MAILER_RETENTION_PENDING_DAYS", 30)),
         retention_tracking_days=max(1, _int(env, "MAILER_RETENTION_TRACKING_DAYS", 395)),
+        export_ttl_hours=max(1, _int(env, "MAILER_EXPORT_TTL_HOURS", 24)),
+        sender_identities=(SenderIdentity(*parseaddr(mail_from)),),
+        track_opens_default=_bool(env, "MAILER_TRACK_OPENS", True),
+        track_clicks_default=_bool(env, "MAILER_TRACK_CLICKS", True),
+        login_lockout_attempts=max(0, _int(env, "MAILER_LOGIN_LOCKOUT_ATTEMPTS", 10)),
+        login_lockout_window=max(1, _int(env, "MAILER_LOGIN_LOCKOUT_WINDOW", 900)),
+        login_lockout_seconds=max(1, _int(env, "MAILER_LOGIN_LOCKOUT_SECONDS", 900)),
     )

@@ -20,6 +20,8 @@ from mailer.delivery.models import (
 )
 from mailer.emails.models import CompiledTemplate
 from mailer.segments.models import Segment
+from mailer.settings.models import SettingChange, SettingValue, StoredDkimKey
+from mailer.subscribers.import_models import ImportStatus, SubscriberImport
 from mailer.subscribers.models import (
     Form,
     FormVersion,
@@ -54,13 +56,18 @@ __all__ = [
     "EventKind",
     "Form",
     "FormVersion",
+    "ImportStatus",
     "MessageKind",
     "MessageStatus",
     "OutboundMessage",
     "Role",
     "Segment",
+    "SettingChange",
+    "SettingValue",
     "StaffAccess",
+    "StoredDkimKey",
     "Subscriber",
+    "SubscriberImport",
     "SubscriberStatus",
     "Subscription",
     "SubscriptionStatus",

@@ -24,6 +24,10 @@ SEND_CAMPAIGN = "workers.jobs.send_campaign"
 SWEEP_CAMPAIGNS = "workers.jobs.sweep_campaigns"
 FLUSH_TRACKING = "workers.jobs.flush_tracking"
 APPLY_RETENTION = "workers.jobs.apply_retention"
+IMPORT_SUBSCRIBERS = "workers.jobs.import_subscribers"
+RUN_EXPORT = "workers.jobs.run_export"
+PURGE_EXPORTS = "workers.jobs.purge_exports"
+VERIFY_LEDGER = "workers.jobs.verify_ledger"
 ALL_JOBS = (
     SEND_MESSAGE,
     REQUEUE_PENDING,
@@ -33,9 +37,17 @@ ALL_JOBS = (
     SWEEP_CAMPAIGNS,
     FLUSH_TRACKING,
     APPLY_RETENTION,
+    IMPORT_SUBSCRIBERS,
+    RUN_EXPORT,
+    PURGE_EXPORTS,
+    VERIFY_LEDGER,
 )
 # Jobs that loop for a while (a sender works up to a minute per run, then hands over).
 LONG_JOBS = {SEND_CAMPAIGN: 900, START_CAMPAIGN: 1800}
+# Consent audit exports and chain walks over millions of ledger rows.
+LONG_JOBS.update({RUN_EXPORT: 4 * 3600, VERIFY_LEDGER: 3600})
+# A 50 MB subscriber import, a confirmation request per row without evidence.
+LONG_JOBS[IMPORT_SUBSCRIBERS] = 3600
 
 # Temporary SMTP failures: back off from seconds to an hour; RQ's scheduler runs the retries.
 RETRY = Retry(max=6, interval=[10, 30, 120, 600, 1800, 3600])

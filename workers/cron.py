@@ -15,6 +15,7 @@ PERIODIC = (
     (job_functions.anchor_ledger, "5 0 * * *"),  # daily, just after midnight UTC
     (job_functions.flush_tracking, 5),  # opens and clicks from Redis into profiles
     (job_functions.apply_retention, "30 3 * * *"),  # daily purge of what we may not keep
+    (job_functions.purge_exports, "15 * * * *"),  # hourly: export files past their expiry
 )
 
 
@@ -23,7 +24,13 @@ def scheduler(app: Flask) -> CronScheduler:
         cron = CronScheduler(connection=jobs.redis)
     sweep = app.config["MAILER"].campaign_sweep_seconds
     for func, when in (*PERIODIC, (job_functions.sweep_campaigns, sweep)):
-        timing = {"interval": when} if isinstance(when, int) else {"cron": when}
+        # A run still waiting when the next is due is dropped (RQ's queued-job ttl): on a busy
+        # worker, frequent runs would otherwise pile up in the first queue and starve the
+        # campaign queue behind it. Every periodic job catches up on its next run.
+        if isinstance(when, int):
+            timing = {"interval": when, "ttl": max(when, 1)}
+        else:
+            timing = {"cron": when, "ttl": 3600}
         cron.register(func, QUEUE_NAME, job_timeout=300, **timing)
     return cron
 

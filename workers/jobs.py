@@ -8,12 +8,22 @@ from rq import get_current_job
 from mailer import tasks
 from mailer.campaigns import lifecycle, sending
 from mailer.campaigns.pacing import Pacer
-from mailer.compliance import retention
+from mailer.compliance import export_jobs, retention, staff_log, verification
+from mailer.config import Settings
 from mailer.consent import chain
 from mailer.database import utcnow
+from mailer.delivery.sender import Sender
 from mailer.extensions import db, jobs
-from mailer.subscribers import notices
+from mailer.settings import store
+from mailer.subscribers import import_jobs, notices
 from mailer.tracking import flush
+
+
+def _settings() -> Settings:
+    """The settings in force: the environment's with the admin's over them (see
+    `mailer.settings.store.effective`; cached a few seconds), read afresh by each job."""
+    with db.sessionmaker() as session:
+        return store.effective(session, current_app.config["MAILER"])
 
 
 def send_message(message_id: int) -> str | None:
@@ -21,8 +31,9 @@ def send_message(message_id: int) -> str | None:
     ctx = current_app.extensions["mailer.delivery"]
     job = get_current_job()
     final = job is None or not job.retries_left
+    sender = Sender(_settings())  # SMTP server and DKIM key as the admin set them
     with db.sessionmaker() as session:
-        result = notices.send(session, message_id, ctx.sender, ctx.links, final_attempt=final)
+        result = notices.send(session, message_id, sender, ctx.links, final_attempt=final)
     return result.value if result else None
 
 
@@ -56,7 +67,7 @@ def send_campaign(campaign_id: int) -> dict[str, int]:
     Any number may run at once, on any workers; see `mailer.campaigns.sending`."""
     app = current_app
     result = sending.Sender(
-        db.sessionmaker, app.config["MAILER"], app.extensions["mailer.tokens"], campaign_id
+        db.sessionmaker, _settings(), app.extensions["mailer.tokens"], campaign_id
     ).run()
     if result.next is sending.Next.AGAIN:
         tasks.enqueue(tasks.SEND_CAMPAIGN, campaign_id)
@@ -79,7 +90,7 @@ def sweep_campaigns() -> list[int]:
             now,
             settings.claim_lease,
             settings.sending_lease,
-            window_open=Pacer(settings).window_open(),
+            window_open=Pacer(_settings()).window_open(),
         )
     for campaign_id in ids:
         tasks.enqueue(tasks.START_CAMPAIGN, campaign_id)
@@ -100,5 +111,39 @@ def flush_tracking() -> int:
 def apply_retention() -> dict[str, int]:
     """Purge never-confirmed sign-ups and old tracking events (daily, from `mailer cron`).
     Commits per batch; safe to rerun: see `mailer.compliance.retention`."""
+    settings = _settings()
     with db.sessionmaker() as session:
-        return retention.run(session, current_app.config["MAILER"])
+        return retention.run(session, settings)
+
+
+def run_export(export_id: int) -> bool:
+    """Write a consent audit export requested from the admin pages into its file. Commits
+    progress as it goes; safe to rerun: see `mailer.compliance.export_jobs.run`."""
+    settings = current_app.config["MAILER"]
+    return export_jobs.run(
+        db.sessionmaker,
+        export_id,
+        export_jobs.folder(settings.instance_path),
+        settings.export_ttl_hours,
+    )
+
+
+def purge_exports() -> int:
+    """Delete export files past their expiry (hourly, from `mailer cron`). Safe to rerun."""
+    settings = current_app.config["MAILER"]
+    with db.sessionmaker() as session:
+        return export_jobs.purge_expired(session, export_jobs.folder(settings.instance_path))
+
+
+def verify_ledger(user_id: int) -> bool:
+    """Walk the consent ledger for a staff user who asked from the admin pages (large
+    ledgers); the outcome goes on the staff audit log. Safe to rerun: one more record."""
+    with db.sessionmaker() as session:
+        staff = staff_log.Staff(user_id=user_id)
+        return verification.run(session, staff, "job verify_ledger").ok
+
+
+def import_subscribers(import_id: int) -> str:
+    """Run a CSV import started from the admin pages. Commits as it goes; safe to rerun:
+    see `mailer.subscribers.import_jobs.run`."""
+    return import_jobs.run(db.sessionmaker, current_app.config["MAILER"], import_id)

@@ -191,9 +191,24 @@ class PreparedCampaign:
         self.track_opens = track_opens
         self.test = test
         self.dkim_key = dkim.DkimKey.load(
-            settings.dkim_domain, settings.dkim_selector, settings.dkim_key_path
+            settings.dkim_domain,
+            settings.dkim_selector,
+            settings.dkim_key_path,
+            settings.dkim_private_key,
         )
         self.boundary = "=_mailer_" + secrets.token_hex(12)
+        self.mime = wire.Alternative(self.boundary)
+        # The canonical forms of what every message repeats, for the DKIM body hash.
+        self.canon = dkim.BodyCanon(
+            [
+                *self.mime.framing,
+                *templates.text.qp.constant(),
+                *templates.html.qp.constant(),
+                *(templates.tracked.qp.constant() if templates.tracked else ()),
+            ]
+            if self.dkim_key is not None
+            else ()
+        )
 
     @classmethod
     def from_campaign(
@@ -315,15 +330,12 @@ class PreparedCampaign:
             *self.fixed_headers,
         ]
         utf8 = to_utf8 or self.from_utf8
-        data = wire.assemble(
-            headers,
-            self.boundary,
-            self.templates.text.qp.encode(text),
-            body.qp.encode(html),
-            utf8=utf8,
-        )
+        head = self.mime.head(headers, utf8=utf8)
+        chunks = self.mime.body(self.templates.text.qp.chunks(text), body.qp.chunks(html))
+        parts = [head, b"\r\n\r\n", *chunks]
         if self.dkim_key is not None:
-            data = dkim.sign(data, self.dkim_key)
+            parts.insert(0, dkim.signature(head, chunks, self.dkim_key, self.canon))
+        data = b"".join(parts)
         return Rendered(
             subject=subject,
             html="".join(html),

@@ -6,8 +6,9 @@ Exactly once, and what "once" costs:
   write afterwards is conditional on the token, so a slow sender that lost its page writes
   nothing and sends nothing more.
 - Just before SMTP, the delivery is marked `sending` in a committed transaction (the same
-  one that records the previous message's outcome). After SMTP, the outcome is known in
-  memory and written with the next message's mark (or at the end of the page).
+  one that records the previous message's outcome: one statement, see `marks`). After SMTP,
+  the outcome is known in memory and written with the next message's mark (or at the end
+  of the page; a refusal or a retry is committed on its own just before the next mark).
 - A sender killed at any moment therefore leaves at most one delivery `sending`: the one on
   the wire. After `sending_lease` it becomes `unknown` (it may have been delivered) and is
   never resent. Every other delivery of its page is `pending` again or already final. A
@@ -28,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer.campaigns.marks import Marks
 from mailer.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.campaigns.pacing import Pacer
 from mailer.config import Settings
@@ -93,7 +95,12 @@ class Sender:
     def run(self) -> RunResult:
         from mailer.campaigns.rendering import PreparedCampaign
 
-        with self.sessions() as session:
+        # The sender keeps its connections for the whole run: one for its session (claims,
+        # pages, checks), one in autocommit mode for the per-message mark (see `marks`).
+        # Checking a connection out of the pool per transaction would ping the server first.
+        with self.sessions() as probe:
+            engine = probe.get_bind()
+        with engine.connect() as control, self.sessions(bind=control) as session:
             campaign = session.get(Campaign, self.campaign_id)
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
                 return RunResult(Next.DONE)
@@ -106,19 +113,23 @@ class Sender:
             topic_id = campaign.topic_id
             session.commit()
             deadline = time.monotonic() + self.time_budget
-            with SmtpConnection(SmtpTarget.from_url(self.settings.smtp_url)) as smtp:
-                while True:
-                    if time.monotonic() > deadline:
-                        return self._result(Next.AGAIN)
-                    if not self._still_sending(session, force=True):
-                        return self._result(Next.DONE)
-                    self._recover_lost(session)
-                    ids = self._claim_page(session)
-                    if not ids:
-                        return self._finish_or_wait(session)
-                    stop = self._send_page(session, smtp, prepared, topic_id, ids)
-                    if stop is not None:
-                        return stop
+            marks = Marks(engine)
+            try:
+                with SmtpConnection(SmtpTarget.from_url(self.settings.smtp_url)) as smtp:
+                    while True:
+                        if time.monotonic() > deadline:
+                            return self._result(Next.AGAIN)
+                        if not self._still_sending(session, force=True):
+                            return self._result(Next.DONE)
+                        self._recover_lost(session)
+                        ids = self._claim_page(session)
+                        if not ids:
+                            return self._finish_or_wait(session)
+                        stop = self._send_page(session, marks, smtp, prepared, topic_id, ids)
+                        if stop is not None:
+                            return stop
+            finally:
+                marks.close()
 
     def _result(self, nxt: Next, at: datetime | None = None) -> RunResult:
         return RunResult(nxt, at, dict(self.counts))
@@ -279,6 +290,7 @@ class Sender:
     def _send_page(
         self,
         session: Session,
+        marks: Marks,
         smtp: SmtpConnection,
         prepared: object,
         topic_id: int,
@@ -345,17 +357,15 @@ class Sender:
                 if self.pacer.limited:
                     # Record the outcome in hand before any wait: a long wait must never
                     # leave a finished message looking like one lost on the wire.
-                    self._write(session, previous)
+                    self._record(session, marks, previous)
                     previous = None
-                    session.commit()
                 self._renew(session)
                 go = self._still_sending(session) and self.pacer.acquire(
                     lambda: self._still_sending(session)
                 )
                 if go is not True:
-                    self._write(session, previous)
+                    self._record(session, marks, previous)
                     previous = None
-                    session.commit()
                     self._release(session)
                     if go is False:  # paused or cancelled
                         return self._result(Next.DONE)
@@ -367,7 +377,7 @@ class Sender:
                     log.exception(
                         "campaign %s: rendering delivery %s failed", self.campaign_id, delivery_id
                     )
-                    self._write(session, previous)
+                    self._record(session, marks, previous)
                     previous = None
                     session.execute(
                         update(Delivery)
@@ -379,24 +389,17 @@ class Sender:
                     session.commit()
                     self._count("failed")
                     continue
-                self._write(session, previous)
+                # The previous outcome and this mark: one committed statement when the previous
+                # message was accepted (the usual case), else the outcome is committed first.
+                sent_id = None
+                if previous is not None and previous[3].outcome is Outcome.SENT:
+                    sent_id = previous[0]
+                    self._count("sent")
+                else:
+                    self._record(session, marks, previous)
                 previous = None
-                marked = session.execute(
-                    update(Delivery)
-                    .where(
-                        Delivery.id == delivery_id,
-                        Delivery.claim == self.claim,
-                        Delivery.status == DeliveryStatus.PENDING,
-                    )
-                    .values(
-                        status=DeliveryStatus.SENDING,
-                        claimed_at=utcnow(),
-                        attempts=Delivery.attempts + 1,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                session.commit()  # durable before a byte goes out
-                if marked.rowcount != 1:
+                # Durable before a byte goes out.
+                if not marks.step(self.claim, utcnow(), sent_id, delivery_id):
                     continue  # cancelled, or our claim went stale and someone else has it
                 result = smtp.send(
                     rendered.envelope_from, rendered.envelope_to, rendered.data, rendered.smtputf8
@@ -404,16 +407,27 @@ class Sender:
                 previous = (delivery_id, attempts + 1, recipient, result)
                 if result.connection_lost and result.outcome is Outcome.TEMPORARY:
                     # The server is struggling: back off as a whole, not recipient by recipient.
-                    self._write(session, previous)
+                    self._record(session, marks, previous)
                     previous = None
-                    session.commit()
                     self._release(session)
                     return self._result(Next.LATER, utcnow() + backoff(1) / 3)
         finally:
-            if previous is not None:
-                self._write(session, previous)
-                session.commit()
+            self._record(session, marks, previous)
         return None
+
+    def _record(
+        self, session: Session, marks: Marks, previous: tuple[int, int, object, Result] | None
+    ) -> None:
+        """Commit one message's outcome on its own (before a wait, a stop, or a mark that
+        cannot carry it)."""
+        if previous is None:
+            return
+        if previous[3].outcome is Outcome.SENT:
+            marks.step(self.claim, utcnow(), previous[0], None)
+            self._count("sent")
+            return
+        self._write(session, previous)
+        session.commit()
 
     def _blocked(self, session: Session, digests: list[str]) -> set[str]:
         if not digests:
@@ -427,7 +441,8 @@ class Sender:
         )
 
     def _write(self, session: Session, previous: tuple[int, int, object, Result] | None) -> None:
-        """Record one message's outcome (not committed: it rides with the next mark)."""
+        """Record one message's outcome in the session (not committed). Accepted messages
+        usually go through `Marks.step` instead, with the next message's mark."""
         if previous is None:
             return
         delivery_id, attempts, recipient, result = previous

@@ -3,7 +3,9 @@
 `email.message.EmailMessage` with policy serialisation costs hundreds of microseconds to
 milliseconds a message; a campaign message has one fixed shape, so we write it ourselves:
 multipart/alternative with a text/plain and a text/html part, both UTF-8 quoted-printable,
-CRLF line endings, lines of at most 76 characters in the bodies (smtplib dot-stuffs).
+CRLF line endings, lines of at most 76 characters in the bodies (the SMTP client dot-stuffs).
+The body stays a list of whole-line chunks until it is sent (`Alternative`), most of them the
+same objects in every message of a campaign, so the DKIM signer canonicalises those once.
 Headers that come from people (names, subjects) are RFC 2047-encoded when they are not plain
 printable ASCII or could be read as encoded words; CR, LF and NUL are refused
 (`HeaderInjection`), never folded away. The tests parse the output with Python's email
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import binascii
 import re
-from email.header import Header
 from email.utils import formatdate
 
 from mailer.delivery.mime import HeaderInjection
@@ -35,8 +36,32 @@ def _needs_encoding(value: str) -> bool:
     return not (value.isascii() and value.isprintable()) or "=?" in value
 
 
+_WORD_OVERHEAD = len("=?utf-8?b??=")
+
+
+def _utf8_cut(data: bytes, limit: int) -> int:
+    """The longest prefix of `data` up to `limit` bytes that ends on a character boundary."""
+    if limit >= len(data):
+        return len(data)
+    while limit > 0 and data[limit] & 0xC0 == 0x80:  # a continuation byte: back off
+        limit -= 1
+    return limit
+
+
 def _encoded_words(value: str, name: str) -> str:
-    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    """`value` as RFC 2047 "B" encoded words of UTF-8, whole characters in each word, folded so
+    that no line passes 76 characters (the first line holds `name: `). What email.header
+    does, at a tenth of its cost (a campaign encodes a personalised subject per message)."""
+    data = value.encode("utf-8")
+    words = []
+    room = LINE - 2 - len(name) - 2  # "Name: " on the first line, 76 columns
+    while data or not words:
+        limit = max((room - _WORD_OVERHEAD) // 4 * 3, 3)
+        cut = _utf8_cut(data, limit) or _utf8_cut(data, limit + 3)
+        words.append("=?utf-8?b?" + binascii.b2a_base64(data[:cut], newline=False).decode() + "?=")
+        data = data[cut:]
+        room = LINE - 2 - 1  # continuation lines start with one space
+    return "\r\n ".join(words)
 
 
 def phrase(name: str, header: str) -> str:
@@ -141,9 +166,11 @@ class QuotedPrintable:
         """Remember the encoding of `pieces` from a sample render (constant text)."""
         for piece in pieces:
             if len(piece) >= self.MIN_KNOWN:
-                self.known[piece] = _qp_piece(piece)
+                self.known[piece] = _qp_piece(piece).replace(b"\n", b"\r\n")
 
-    def encode(self, pieces: list[str]) -> bytes:
+    def chunks(self, pieces: list[str]) -> list[bytes]:
+        """The encoding of `pieces` as whole-line chunks with CRLF endings; the constant ones
+        are the same objects in every message (see `constant`)."""
         known = self.known
         out: list[bytes] = []
         pending: list[str] = []  # runs of values and short text are encoded together
@@ -153,12 +180,19 @@ class QuotedPrintable:
                 pending.append(piece)
                 continue
             if pending:
-                out.append(_qp_piece("".join(pending)))
+                out.append(_qp_piece("".join(pending)).replace(b"\n", b"\r\n"))
                 pending = []
             out.append(encoded)
         if pending:
-            out.append(_qp_piece("".join(pending)))
-        return b"".join(out).replace(b"\n", b"\r\n")
+            out.append(_qp_piece("".join(pending)).replace(b"\n", b"\r\n"))
+        return out
+
+    def encode(self, pieces: list[str]) -> bytes:
+        return b"".join(self.chunks(pieces))
+
+    def constant(self) -> list[bytes]:
+        """The chunks every message repeats."""
+        return list(self.known.values())
 
 
 def part_header(subtype: str) -> bytes:
@@ -166,6 +200,31 @@ def part_header(subtype: str) -> bytes:
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii")
+
+
+class Alternative:
+    """multipart/alternative with a text/plain and a text/html part, the framing made once.
+
+    A message is `head + CRLF CRLF + b"".join(body)`; `body` is a list of whole-line chunks
+    (the framing and the quoted-printable chunks), so a DKIM signer can canonicalise the
+    constant ones once (`framing` lists them). `boundary` must be a string quoted-printable
+    output can never hold (one starting with `=_`)."""
+
+    def __init__(self, boundary: str) -> None:
+        b = boundary.encode("ascii")
+        self.content_type = f'Content-Type: multipart/alternative; boundary="{boundary}"'
+        self.open = b"--" + b + b"\r\n" + part_header("plain")
+        self.middle = b"\r\n--" + b + b"\r\n" + part_header("html")
+        self.close = b"\r\n--" + b + b"--\r\n"
+        self.framing = (self.open, self.middle, self.close)
+
+    def head(self, headers: list[str], *, utf8: bool = False) -> bytes:
+        """`headers` are complete header lines without CRLF; MIME headers are added."""
+        text = "\r\n".join([*headers, "MIME-Version: 1.0", self.content_type])
+        return text.encode("utf-8" if utf8 else "ascii")
+
+    def body(self, text_chunks: list[bytes], html_chunks: list[bytes]) -> list[bytes]:
+        return [self.open, *text_chunks, self.middle, *html_chunks, self.close]
 
 
 def assemble(

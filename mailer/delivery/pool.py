@@ -5,6 +5,11 @@ know, for each message, whether it was refused for good, may be retried, or *mig
 accepted*: a connection lost after the final "." was sent and before the reply arrived. That
 last case is the one unavoidable window of doubt; the caller records it as "unknown" instead
 of sending again.
+
+When the server offers ESMTP PIPELINING (RFC 2920; Postfix does), MAIL, RCPT and DATA go in
+one write and the body after the 354: two round trips a message instead of four. The body is
+never sent before the server has accepted the recipient and DATA, so the window of doubt is
+the same as without pipelining.
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ class Result:
     connection_lost: bool = False
 
 
+def _stuffed(msg: bytes) -> bytes:
+    """The message as DATA sends it: leading dots doubled (what smtplib's regex does, as two
+    byte-string replacements), ended by CRLF "." CRLF."""
+    if msg.startswith(b"."):
+        msg = b"." + msg
+    msg = msg.replace(b"\n.", b"\n..")
+    if msg[-2:] != b"\r\n":
+        msg += b"\r\n"
+    return msg + b".\r\n"
+
+
 class _Client(smtplib.SMTP):
     """smtplib's DATA step, noting when the whole body has been written."""
 
@@ -47,10 +63,11 @@ class _Client(smtplib.SMTP):
         code, repl = self.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, repl)
-        q = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
-        if q[-2:] != b"\r\n":
-            q += b"\r\n"
-        self.send(q + b".\r\n")
+        return self.body(msg)
+
+    def body(self, msg: bytes) -> tuple[int, bytes]:
+        """After a 354: the message, then the server's verdict on it."""
+        self.send(_stuffed(msg))
         self.body_sent = True
         return self.getreply()
 
@@ -132,14 +149,55 @@ class SmtpConnection:
     def _transaction(
         self, client: _Client, mail_from: str, rcpt: str, data: bytes, smtputf8: bool
     ) -> Result:
+        if any(ch in mail_from or ch in rcpt for ch in "\r\n<>"):
+            # The caller checks addresses; this is the last line against command injection.
+            raise ValueError("an SMTP address contains a line break or angle bracket")
         options = ["SMTPUTF8", "BODY=8BITMIME"] if smtputf8 else []
+        if client.has_extn("pipelining") and (not smtputf8 or client.has_extn("smtputf8")):
+            return self._pipelined(client, mail_from, rcpt, data, options)
         code, reply = client.mail(mail_from, options)
         if code != 250:
             return self._refused(client, code, reply, recipient_level=False)
         code, reply = client.rcpt(rcpt)
         if code not in (250, 251):
             return self._refused(client, code, reply, recipient_level=True)
-        code, reply = client.data(data)
+        try:
+            code, reply = client.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
+            return self._refused(client, exc.smtp_code, exc.smtp_error, recipient_level=True)
+        if code != 250:
+            return self._refused(client, code, reply, recipient_level=True)
+        return Result(Outcome.SENT, _reply(reply)[:500], code)
+
+    def _pipelined(
+        self, client: _Client, mail_from: str, rcpt: str, data: bytes, options: list[str]
+    ) -> Result:
+        """RFC 2920: MAIL, RCPT and DATA in one write, their three replies read together, then
+        the body: two round trips a message instead of four. The body goes only after a 354,
+        so a refusal of MAIL or RCPT costs no more than it did, and the outcomes are told
+        apart exactly as in the one-command-at-a-time exchange."""
+        client.command_encoding = "utf-8" if options else "ascii"
+        extra = " " + " ".join(options) if options else ""
+        # Bare addresses (checked by the caller), so no parsing as smtplib's quoteaddr does.
+        client.send(f"MAIL FROM:<{mail_from}>{extra}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n")
+        replies = []
+        for _command in range(3):
+            code, reply = client.getreply()
+            replies.append((code, reply))
+            if code in (421, -1):  # the server is closing: no more replies will come
+                return self._refused(client, code, reply, recipient_level=False)
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = replies
+        if data_code == 354 and (mail_code != 250 or rcpt_code not in (250, 251)):
+            # DATA accepted without a valid recipient (servers should not): end it empty.
+            client.send(b".\r\n")
+            client.getreply()
+        if mail_code != 250:
+            return self._refused(client, mail_code, mail_reply, recipient_level=False)
+        if rcpt_code not in (250, 251):
+            return self._refused(client, rcpt_code, rcpt_reply, recipient_level=True)
+        if data_code != 354:
+            return self._refused(client, data_code, data_reply, recipient_level=True)
+        code, reply = client.body(data)
         if code != 250:
             return self._refused(client, code, reply, recipient_level=True)
         return Result(Outcome.SENT, _reply(reply)[:500], code)

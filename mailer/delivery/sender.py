@@ -12,7 +12,10 @@ class Sender:
     def __init__(self, settings: Settings) -> None:
         self.target = transport.SmtpTarget.from_url(settings.smtp_url)
         self.dkim_key = dkim.DkimKey.load(
-            settings.dkim_domain, settings.dkim_selector, settings.dkim_key_path
+            settings.dkim_domain,
+            settings.dkim_selector,
+            settings.dkim_key_path,
+            settings.dkim_private_key,
         )
         self.mail_from = settings.mail_from
 

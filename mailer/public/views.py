@@ -25,7 +25,7 @@ from mailer.subscribers import preferences, signup
 from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus
 from mailer.subscribers.schemas import SLUG, SignupArgs, messages
 from mailer.tokens import Purpose, TokenError
-from mailer.web import error_response, wants_json
+from mailer.web import CSP, error_response, wants_json
 
 bp = Blueprint("public", __name__)
 
@@ -91,7 +91,13 @@ def _embed_snippet(form: Form) -> str:
 
 @bp.get("/subscribe/<slug>")
 def subscribe_form(slug: str) -> Response:
-    return _render_form(_form_or_404(slug))
+    response = _render_form(_form_or_404(slug))
+    # The admin's phone-width preview frames this page: our own origin may, no other site.
+    response.headers["Content-Security-Policy"] = CSP.replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'"
+    )
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
 
 
 @bp.get("/subscribe/<slug>/embed")
@@ -398,3 +404,7 @@ def unsubscribe(token: str) -> Response:
             "web/public/unsubscribed.html", preferences_url=links.preferences(subscriber.id)
         )
     )
+
+
+# Self-service data rights (download, erase) from the preference page register on `bp` too.
+from mailer.public import data_rights  # noqa: E402, F401

@@ -23,7 +23,7 @@ from marshmallow import ValidationError
 
 from mailer.api.errors import flatten
 from mailer.extensions import csrf, db, jobs, limiter
-from mailer.tracking import hits, ingest, webhook
+from mailer.tracking import hits, ingest, pixel, webhook
 
 bp = Blueprint("tracking", __name__)
 
@@ -49,6 +49,13 @@ def _settings():
 
 def _tokens():
     return current_app.extensions["mailer.tokens"]
+
+
+@bp.record_once
+def _fast_pixel(state) -> None:
+    """GET and HEAD of /t/o/<token> are answered in front of Flask (`tracking.pixel`), with
+    exactly what `open_pixel` answers; the view below still serves anything else."""
+    pixel.install(state.app, PIXEL)
 
 
 @bp.get("/t/o/<token>")

@@ -71,6 +71,9 @@ class SmtpBehaviour:
     data_delay: float = 0.0
     # Drop the connection instead of answering DATA (after reading the whole message).
     drop_after_data: Callable[[str], bool] = lambda addr: False
+    # Announce ESMTP PIPELINING (RFC 2920), as Postfix and most servers do: the sender then
+    # writes MAIL, RCPT and DATA at once. Off: one command at a time.
+    pipelining: bool = True
 
 
 @dataclass
@@ -78,6 +81,12 @@ class _Handler:
     behaviour: SmtpBehaviour
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        session.host_name = hostname
+        if self.behaviour.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         reply = self.behaviour.rcpt(address)
@@ -128,6 +137,7 @@ class FaultySmtp:
         self.behaviour.rcpt = lambda addr: None
         self.behaviour.data_delay = 0.0
         self.behaviour.drop_after_data = lambda addr: False
+        self.behaviour.pipelining = True
 
     def by_recipient(self) -> dict[str, int]:
         counts: dict[str, int] = {}
