@@ -17,9 +17,11 @@ from mailer.api.errors import ApiError
 from mailer.campaigns import drafts, lifecycle, proofs, reports
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.sandbox import ContentError
+from mailer.config import Settings
 from mailer.delivery.mime import HeaderInjection
 from mailer.emails.mjml import MjmlError
 from mailer.extensions import db
+from mailer.settings import store
 from mailer.subscribers.schemas import EmailAddress, PersonName
 
 blp = Blueprint("api_campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns")
@@ -36,8 +38,9 @@ class CampaignArgs(Schema):
     template_id = fields.Integer(required=True, strict=True, validate=id_range)
     topic_id = fields.Integer(required=True, strict=True, validate=id_range)
     segment_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=id_range)
-    track_opens = fields.Boolean(load_default=True)
-    track_clicks = fields.Boolean(load_default=True)
+    # Left out: the tracking defaults of the admin's settings.
+    track_opens = fields.Boolean()
+    track_clicks = fields.Boolean()
 
 
 class CampaignPatch(CampaignArgs):
@@ -132,10 +135,18 @@ class Campaigns(MethodView):
     @blp.arguments(CampaignArgs)
     @blp.response(201, CampaignSchema)
     def post(self, args: dict[str, Any]) -> Any:
+        settings = _settings()
+        args.setdefault("track_opens", settings.track_opens_default)
+        args.setdefault("track_clicks", settings.track_clicks_default)
         try:
             return drafts.create(db.session, args)
         except drafts.DraftError as exc:
             raise ApiError(422, {exc.field: [exc.message]}) from exc
+
+
+def _settings() -> Settings:
+    """What the admin set over the environment (sender, SMTP, DKIM, tracking defaults)."""
+    return store.effective(db.session, current_app.config["MAILER"])
 
 
 @blp.route(f"/<{ID}:campaign_id>")
@@ -214,7 +225,7 @@ def test_send(args: dict[str, Any], campaign_id: int) -> Any:
     try:
         return proofs.send_test(
             db.session,
-            current_app.config["MAILER"],
+            _settings(),
             current_app.extensions["mailer.tokens"],
             campaign_id,
             args["addresses"],

@@ -45,6 +45,19 @@ def test_create_list_and_read(api, basics):
     assert api("get", f"/api/v1/campaigns/{created['id']}").json["counts"]["total"] == 0
 
 
+def test_new_campaigns_follow_the_admins_tracking_defaults(api, basics, app, session):
+    from mailer.settings import store
+
+    topic, existing = basics
+    store.save(
+        session, "tracking", {"opens": False, "clicks": True}, app.config["MAILER"], user_id=None
+    )
+    created = _new(api, topic, existing.template_id).json
+    assert (created["track_opens"], created["track_clicks"]) == (False, True)
+    chosen = _new(api, topic, existing.template_id, track_opens=True).json
+    assert chosen["track_opens"] is True
+
+
 @pytest.mark.parametrize(
     ("override", "field"),
     [
