@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import select
 from datetime import datetime
 from typing import Any
 
@@ -81,7 +82,9 @@ _CONSTANTS = {
 class _Libpq:
     """The statement prepared once on the sender's PostgreSQL connection and run through
     libpq (psycopg's `pgconn`), parameters as text: SQLAlchemy's per-execution work costs
-    three times the round trip's client CPU, psycopg's cursor about twice."""
+    three times the round trip's client CPU, psycopg's cursor about twice. `send` returns as
+    soon as the statement is on its way, so the sender can render the next message while
+    PostgreSQL executes and commits; `result` then waits for the answer."""
 
     def __init__(self, connection: Connection) -> None:
         from psycopg import pq
@@ -92,6 +95,7 @@ class _Libpq:
         self.pgconn = connection.connection.driver_connection.pgconn
         self.ok = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
         self.name = b"mailer_mark_" + secrets.token_hex(6).encode()
+        self.busy = False
         self._checked(self.pgconn.prepare(self.name, str(compiled).encode(), None))
 
     def _checked(self, result: Any) -> Any:
@@ -101,13 +105,29 @@ class _Libpq:
             raise errors.error_from_result(result)
         return result
 
-    def run(self, params: dict[str, Any]) -> list[int]:
-        values = [_text(params[name]) for name in self.order]
-        result = self._checked(self.pgconn.exec_prepared(self.name, values))
+    def send(self, params: dict[str, Any]) -> None:
+        pgconn = self.pgconn
+        pgconn.send_query_prepared(self.name, [_text(params[name]) for name in self.order])
+        self.busy = True
+        while pgconn.flush():  # psycopg's connections are non-blocking: 1 = more to write
+            select.select([], [pgconn.socket], [])
+
+    def result(self) -> list[int]:
+        pgconn = self.pgconn
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        while pgconn.get_result() is not None:  # libpq ends a statement's results with None
+            pass
+        self.busy = False
+        result = self._checked(result)
         return [int(result.get_value(row, 0)) for row in range(result.ntuples)]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the connection may be gone already
+            if self.busy:  # a statement interrupted by an exception: let it finish
+                self.result()
             self.pgconn.exec_(b"DEALLOCATE " + self.name)
 
 
@@ -123,8 +143,10 @@ def _text(value: object) -> bytes:
 class Marks:
     """One autocommit connection of the sender's own, for the per-message statement.
 
-    On PostgreSQL with psycopg the statement runs through libpq (`_Libpq`); elsewhere
-    (SQLite) through SQLAlchemy Core."""
+    On PostgreSQL with psycopg the statement runs through libpq (`_Libpq`) and `send` does
+    not wait for it; elsewhere (SQLite) it runs through SQLAlchemy Core, and `send` runs it
+    to the end. Either way `result` tells whether the mark took: no byte of the message may
+    go out before it has returned True."""
 
     def __init__(self, engine: Engine) -> None:
         self.connection: Connection = engine.connect().execution_options(
@@ -133,15 +155,17 @@ class Marks:
         self._libpq: _Libpq | None = None
         if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
             self._libpq = _Libpq(self.connection)
+        self._mark_id: int | None = None
+        self._ids: list[int] = []
 
     def close(self) -> None:
         if self._libpq is not None:
             self._libpq.close()
         self.connection.close()
 
-    def step(self, claim: str, now: datetime, sent_id: int | None, mark_id: int | None) -> bool:
-        """Record `sent_id` as sent and mark `mark_id` as sending, in one committed statement.
-        Either may be None. True if `mark_id` is now `sending` under our claim."""
+    def send(self, claim: str, now: datetime, sent_id: int | None, mark_id: int | None) -> None:
+        """Start recording `sent_id` as sent and marking `mark_id` as sending, in one
+        statement that commits on its own. Either may be None. Call `result` next."""
         params = {
             **_CONSTANTS,
             "token": claim,
@@ -149,8 +173,19 @@ class Marks:
             "sent_id": NO_ROW if sent_id is None else sent_id,
             "mark_id": NO_ROW if mark_id is None else mark_id,
         }
+        self._mark_id = mark_id
         if self._libpq is not None:
-            ids = self._libpq.run(params)
+            self._libpq.send(params)
         else:
-            ids = [row[0] for row in self.connection.execute(_STEP, params)]
-        return mark_id is not None and mark_id in ids
+            self._ids = [row[0] for row in self.connection.execute(_STEP, params)]
+
+    def result(self) -> bool:
+        """Wait for the statement `send` started (it is then committed). True if `mark_id`
+        is now `sending` under our claim."""
+        ids = self._libpq.result() if self._libpq is not None else self._ids
+        return self._mark_id is not None and self._mark_id in ids
+
+    def step(self, claim: str, now: datetime, sent_id: int | None, mark_id: int | None) -> bool:
+        """`send`, then `result`."""
+        self.send(claim, now, sent_id, mark_id)
+        return self.result()

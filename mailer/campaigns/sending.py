@@ -29,16 +29,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer.campaigns import pages
 from mailer.campaigns.marks import Marks
 from mailer.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.campaigns.pacing import Pacer
 from mailer.config import Settings
 from mailer.database import utcnow
-from mailer.delivery.models import BLOCKING, Suppression
 from mailer.delivery.pool import Outcome, Result, SmtpConnection
 from mailer.delivery.transport import SmtpTarget
-from mailer.pseudonyms import keyed
-from mailer.subscribers.models import Subscriber, Subscription, SubscriptionStatus
 from mailer.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -101,6 +99,14 @@ class Sender:
         with self.sessions() as probe:
             engine = probe.get_bind()
         with engine.connect() as control, self.sessions(bind=control) as session:
+            if control.dialect.name == "postgresql":
+                # The sender reads and claims its pages by primary key, 200 ids at a time, in
+                # a table that bloats as it sends (each recipient leaves three row versions
+                # until vacuum). Priced at the default 4 per random page, 200 index lookups
+                # lost to reading the whole table (2.4 ms a page at 20,000 recipients, 5.4
+                # at 50,000, 0.8 with this); the pages it reads are in memory anyway.
+                control.exec_driver_sql("SET random_page_cost = 1.1")
+                control.commit()
             campaign = session.get(Campaign, self.campaign_id)
             if campaign is None or campaign.status is not CampaignStatus.SENDING:
                 return RunResult(Next.DONE)
@@ -164,8 +170,12 @@ class Sender:
 
         PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE those ids in the same
         transaction (as one statement with IN (subquery) the planner re-ran the locking
-        subquery per row: a minute per page at 20,000 recipients). SQLite: one UPDATE with
-        the subquery; SQLite runs one writer at a time, so it is atomic as it stands."""
+        subquery per row: a minute per page at 20,000 recipients). Any claimable rows will
+        do, in no particular order: ORDER BY id walked the primary key past every recipient
+        already sent (94 ms a page half-way through 200,000 recipients, quadratic in the
+        campaign's size), where an unordered LIMIT stops at the first ones it finds. The page
+        is still sent in id order. SQLite: one UPDATE with the subquery; SQLite runs one writer
+        at a time, so it is atomic as it stands."""
         now = utcnow()
         stale = now - timedelta(seconds=self.settings.claim_lease)
         claimable = (
@@ -174,11 +184,11 @@ class Sender:
             (Delivery.claim.is_(None)) | (Delivery.claimed_at < stale),
             (Delivery.retry_at.is_(None)) | (Delivery.retry_at <= now),
         )
-        page = select(Delivery.id).where(*claimable).order_by(Delivery.id).limit(self._page_size())
+        page = select(Delivery.id).where(*claimable).limit(self._page_size())
         self.claim = secrets.token_hex(8)
         self._renewed = time.monotonic()
         if session.get_bind().dialect.name == "postgresql":
-            ids = list(session.scalars(page.with_for_update(skip_locked=True)))
+            ids = sorted(session.scalars(page.with_for_update(skip_locked=True)))
             if ids:
                 session.execute(
                     update(Delivery)
@@ -190,7 +200,7 @@ class Sender:
             return ids
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(page.scalar_subquery()), *claimable)
+            .where(Delivery.id.in_(page.order_by(Delivery.id).scalar_subquery()), *claimable)
             .values(claim=self.claim, claimed_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -296,52 +306,9 @@ class Sender:
         topic_id: int,
         ids: list[int],
     ) -> RunResult | None:
-        from mailer.campaigns.rendering import Recipient
-
-        rows = session.execute(
-            select(
-                Delivery.id,
-                Delivery.attempts,
-                Subscriber.id,
-                Subscriber.email,
-                Subscriber.name,
-                Subscriber.locale,
-                Subscriber.attributes,
-                Subscriber.tracking_enabled,
-                Subscription.status,
-            )
-            .select_from(Delivery)
-            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .outerjoin(
-                Subscription,
-                (Subscription.subscriber_id == Subscriber.id) & (Subscription.topic_id == topic_id),
-            )
-            .where(Delivery.id.in_(ids))
-            .order_by(Delivery.id)
-        ).all()
-        digests = {r[3]: keyed(session, r[3]) for r in rows if r[3]}
-        blocked = self._blocked(session, list(digests.values()))
-        skips: dict[str, list[int]] = {}
-        todo = []
-        for delivery_id, attempts, sid, email, name, locale, attrs, tracking, sub_status in rows:
-            if sid is None:
-                skips.setdefault("erased", []).append(delivery_id)
-            elif sub_status is not SubscriptionStatus.ACTIVE:
-                skips.setdefault("unsubscribed", []).append(delivery_id)
-            elif digests[email] in blocked:
-                skips.setdefault("suppressed", []).append(delivery_id)
-            else:
-                recipient = Recipient(
-                    subscriber_id=sid,
-                    email=email,
-                    name=name or "",
-                    locale=locale or "en",
-                    attributes=dict(attrs or {}),
-                    tracking_enabled=bool(tracking),
-                    delivery_id=delivery_id,
-                )
-                todo.append((delivery_id, attempts, recipient))
-        for reason, skipped in skips.items():
+        page = pages.load(session, topic_id, ids)
+        todo = page.todo
+        for reason, skipped in page.skips.items():
             session.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(skipped), Delivery.claim == self.claim)
@@ -352,8 +319,10 @@ class Sender:
         session.commit()
 
         previous: tuple[int, int, object, Result] | None = None
+        # The next recipient's message, rendered while the database commits this one's mark.
+        ahead: tuple[int, object] | None = None
         try:
-            for delivery_id, attempts, recipient in todo:
+            for index, (delivery_id, attempts, recipient) in enumerate(todo):
                 if self.pacer.limited:
                     # Record the outcome in hand before any wait: a long wait must never
                     # leave a finished message looking like one lost on the wire.
@@ -371,11 +340,17 @@ class Sender:
                         return self._result(Next.DONE)
                     # A closed window (hourly cap): hand the page back, come back when it opens.
                     return self._result(Next.LATER, utcnow() + timedelta(seconds=float(go)))
-                try:
-                    rendered = prepared.render(recipient)  # type: ignore[attr-defined]
-                except Exception as exc:  # one bad profile must not stop the campaign
-                    log.exception(
-                        "campaign %s: rendering delivery %s failed", self.campaign_id, delivery_id
+                if ahead is not None and ahead[0] == index:
+                    rendered = ahead[1]
+                else:
+                    rendered = self._render(prepared, recipient)
+                ahead = None
+                if isinstance(rendered, Exception):  # one bad profile must not stop the campaign
+                    log.error(
+                        "campaign %s: rendering delivery %s failed",
+                        self.campaign_id,
+                        delivery_id,
+                        exc_info=rendered,
                     )
                     self._record(session, marks, previous)
                     previous = None
@@ -383,7 +358,8 @@ class Sender:
                         update(Delivery)
                         .where(Delivery.id == delivery_id, Delivery.claim == self.claim)
                         .values(
-                            status=DeliveryStatus.FAILED, error=f"rendering failed: {exc}"[:1000]
+                            status=DeliveryStatus.FAILED,
+                            error=f"rendering failed: {rendered}"[:1000],
                         )
                     )
                     session.commit()
@@ -398,11 +374,17 @@ class Sender:
                 else:
                     self._record(session, marks, previous)
                 previous = None
+                marks.send(self.claim, utcnow(), sent_id, delivery_id)
+                if index + 1 < len(todo):
+                    ahead = (index + 1, self._render(prepared, todo[index + 1][2]))
                 # Durable before a byte goes out.
-                if not marks.step(self.claim, utcnow(), sent_id, delivery_id):
+                if not marks.result():
                     continue  # cancelled, or our claim went stale and someone else has it
                 result = smtp.send(
-                    rendered.envelope_from, rendered.envelope_to, rendered.data, rendered.smtputf8
+                    rendered.envelope_from,  # type: ignore[attr-defined]
+                    rendered.envelope_to,  # type: ignore[attr-defined]
+                    rendered.data,  # type: ignore[attr-defined]
+                    rendered.smtputf8,  # type: ignore[attr-defined]
                 )
                 previous = (delivery_id, attempts + 1, recipient, result)
                 if result.connection_lost and result.outcome is Outcome.TEMPORARY:
@@ -414,6 +396,15 @@ class Sender:
         finally:
             self._record(session, marks, previous)
         return None
+
+    @staticmethod
+    def _render(prepared: object, recipient: object) -> object:
+        """The recipient's message, or the exception that rendering it raised (its data broke
+        the template, or a name holds a line break): that delivery fails, the page goes on."""
+        try:
+            return prepared.render(recipient)  # type: ignore[attr-defined]
+        except Exception as exc:
+            return exc
 
     def _record(
         self, session: Session, marks: Marks, previous: tuple[int, int, object, Result] | None
@@ -428,17 +419,6 @@ class Sender:
             return
         self._write(session, previous)
         session.commit()
-
-    def _blocked(self, session: Session, digests: list[str]) -> set[str]:
-        if not digests:
-            return set()
-        return set(
-            session.scalars(
-                select(Suppression.email_hmac).where(
-                    Suppression.email_hmac.in_(digests), Suppression.reason.in_(BLOCKING)
-                )
-            )
-        )
 
     def _write(self, session: Session, previous: tuple[int, int, object, Result] | None) -> None:
         """Record one message's outcome in the session (not committed). Accepted messages

@@ -285,3 +285,40 @@ def test_the_sender_fails_only_the_recipient_whose_data_exceeds_a_limit(
     assert deliveries[ids[1]].status == DeliveryStatus.FAILED
     assert "loops would run more than 10,000 times" in deliveries[ids[1]].error
     assert {deliveries[i].status for i in (ids[0], ids[2])} == {DeliveryStatus.SENT}
+
+
+def test_failures_at_the_edges_of_pages_fail_only_their_own_recipients(
+    campaign_app, campaign_settings, campaign_session, faulty_smtp
+):
+    """The sender renders each message while the previous mark commits: a recipient whose
+    data breaks the template fails alone, first or last in a page, and the page goes on."""
+    from mailer.campaigns import lifecycle
+    from mailer.campaigns.sending import Next, Sender
+
+    topic, ids = make_audience(campaign_session, 5)
+    for i in (0, 3, 4):  # the first of page one, the last of page two, alone in page three
+        reader = campaign_session.get(Subscriber, ids[i])
+        reader.attributes = {"first_name": f"Reader{i}", "bio": "x" * 200}
+    campaign_session.commit()
+    campaign = make_campaign(campaign_session, topic, mjml=BY_DATA)
+    settings = campaign_settings(MAILER_SEND_BATCH_SIZE="2")
+    with campaign_app.app_context():
+        lifecycle.send_now(campaign_session, campaign.id)
+        assert lifecycle.begin(campaign_session, campaign.id)
+        sessions = campaign_app.extensions["mailer.db"]
+        tokens = campaign_app.extensions["mailer.tokens"]
+        result = Sender(sessions, settings, tokens, campaign.id).run()
+    assert result.next is Next.DONE
+    assert sorted(faulty_smtp.by_recipient()) == ["reader1@example.org", "reader2@example.org"]
+    for received in faulty_smtp.received:  # each message was made for the one it went to
+        assert received.message()["To"].addresses[0].addr_spec == received.rcpt
+    campaign_session.expire_all()
+    rows = campaign_session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id))
+    statuses = {d.subscriber_id: d.status for d in rows}
+    assert [statuses[i] for i in ids] == [
+        DeliveryStatus.FAILED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.FAILED,
+    ]

@@ -38,6 +38,15 @@ def test_every_recipient_gets_the_campaign_exactly_once(
     per_rcpt = faulty_smtp.by_recipient()
     assert len(per_rcpt) == 300
     assert set(per_rcpt.values()) == {1}
+    # Each message was rendered for the recipient it went to (the next one is rendered while
+    # the current one's mark commits).
+    for received in faulty_smtp.received:
+        msg = received.message()
+        assert msg["To"].addresses[0].addr_spec == received.rcpt
+        assert (
+            f"Hello {received.rcpt.split('@')[0].capitalize()},"
+            in msg.get_body(preferencelist=("html",)).get_content()
+        )
     states = _statuses(campaign_session, campaign.id)
     assert {s for s, _ in states.values()} == {DeliveryStatus.SENT}
     assert set(states) == set(ids)
