@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -9,9 +10,19 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from mailer.api.errors import ApiError, flatten
+
+log = logging.getLogger(__name__)
+
+# A store the request needs cannot be reached (PostgreSQL restarting, SQLite locked past its
+# timeout, Redis gone): the caller can retry, so say so rather than answer 500.
+UNAVAILABLE = (OperationalError, DisconnectionError, RedisConnectionError, RedisTimeoutError)
+RETRY_AFTER_SECONDS = 5
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -87,6 +98,20 @@ def _too_deep(exc: RecursionError) -> Response:
     return error_response(400, {"request": [_("The request could not be understood.")]})
 
 
+def _unavailable(exc: Exception) -> Response:
+    # The engine hides SQL parameters (`hide_parameters`): no personal data reaches the log.
+    log.error(
+        "%s %s: a database or Redis is unavailable", request.method, request.path, exc_info=exc
+    )
+    response = error_response(
+        503,
+        {"request": [_("The service is briefly unavailable. Try again in a moment.")]},
+        title=_("Briefly unavailable"),
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _server_error(exc: Any) -> Response:
     return error_response(500, {"request": [_("Something went wrong on our side. Try again.")]})
 
@@ -107,6 +132,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RecursionError, _too_deep)
+    for unavailable in UNAVAILABLE:
+        app.register_error_handler(unavailable, _unavailable)
     app.register_error_handler(500, _server_error)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_locale": lambda: str(get_locale() or "en")})

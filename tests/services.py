@@ -90,6 +90,10 @@ class PostgresCluster:
         self.as_root = os.geteuid() == 0
         if self.as_root:  # PostgreSQL refuses to run as root
             shutil.chown(directory, "postgres", "postgres")
+        self.options = (
+            f"-p {self.port} -k {directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         self._run(
             _pg_bin("initdb"),
             "-D",
@@ -110,8 +114,7 @@ class PostgresCluster:
             str(directory / "pg.log"),
             "-w",
             "-o",
-            f"-p {self.port} -k {directory} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.options,
             "start",
         )
         self._run(

@@ -44,6 +44,7 @@ class Envelope:
 # clients would not read as a List-Unsubscribe URL. SMTPUTF8 only for non-ASCII local parts.
 ASCII_POLICY = policy.SMTP.clone(max_line_length=998)
 UTF8_POLICY = policy.SMTPUTF8.clone(max_line_length=998)
+BODY_LINE = 76
 
 
 def _address(name: str, addr: str) -> Address:
@@ -53,7 +54,10 @@ def _address(name: str, addr: str) -> Address:
 
 def build(envelope: Envelope, text: str, html: str) -> EmailMessage:
     to_addr, utf8 = wire_address(envelope.to_email)
-    msg = EmailMessage(policy=UTF8_POLICY if utf8 else ASCII_POLICY)
+    head_policy = UTF8_POLICY if utf8 else ASCII_POLICY
+    # The bodies are encoded as they are set, under the message's policy at that moment: RFC
+    # 2045 caps quoted-printable lines at 76 characters (SpamAssassin scores longer ones).
+    msg = EmailMessage(policy=head_policy.clone(max_line_length=BODY_LINE))
     from_name, from_addr = parseaddr(_clean(envelope.sender, "From"))
     msg["From"] = _address(from_name, from_addr)
     msg["To"] = _address(envelope.to_name, to_addr)
@@ -71,6 +75,7 @@ def build(envelope: Envelope, text: str, html: str) -> EmailMessage:
         msg[_clean(key, "header name")] = _clean(value, key)
     msg.set_content(text, cte="quoted-printable")
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    msg.policy = head_policy  # headers: long URLs stay whole when written out
     return msg
 
 

@@ -42,6 +42,24 @@ def test_idn_domain_goes_out_as_ascii_and_names_as_encoded_words():
     assert str(msg["List-Unsubscribe"]) == "<https://example.org/unsubscribe/" + "x" * 150 + ">"
 
 
+def test_body_lines_stay_within_76_characters_and_decode_to_the_original():
+    """RFC 2045 caps quoted-printable lines at 76 characters; SpamAssassin scores longer
+    ones (MIME_QP_LONG_LINE). Headers still keep the long unsubscribe URL whole."""
+    text = "Bekreft påmeldingen din: " + "https://example.org/confirm/" + "y" * 180 + "\n" * 2
+    html = '<p style="color:#333333">' + "Ærlig talt, " * 40 + "</p>"
+    data = serialize(build(_envelope(), text, html))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert b"https://example.org/unsubscribe/" + b"x" * 150 + b">" in head
+    msg = _parse(data)
+    decoded = {
+        kind: msg.get_body((kind,)).get_content().replace("\r\n", "\n")
+        for kind in ("plain", "html")
+    }
+    assert decoded["plain"] == text
+    assert decoded["html"].rstrip("\n") == html
+
+
 def test_non_ascii_local_part_uses_smtputf8():
     data = serialize(build(_envelope(to_email="åse@example.no"), "t", "<p>h</p>"))
     assert "åse@example.no".encode() in data
