@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import case, insert, literal, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign, Delivery
 from mailer.database import UTCDateTime
@@ -197,11 +197,8 @@ def _write(session: Session, hits: list[_Hit], machine_open_seconds: int) -> tup
             message.sooner("clicked_at", hit.at)
     if rows:
         session.execute(insert(TrackingEvent), rows)
-    # Fixed order (by id) so that two flushes at once queue up rather than deadlock.
-    for subscriber_id in sorted(people):
-        _apply(session, Subscriber, subscriber_id, people[subscriber_id])
-    for delivery_id in sorted(messages):
-        _apply(session, Delivery, delivery_id, messages[delivery_id])
+    _apply(session, Subscriber, people)
+    _apply(session, Delivery, messages)
     duplicates = sum(1 for hit in hits if hit.stream_id in done)
     return len(rows), duplicates
 
@@ -233,25 +230,39 @@ def _targets(session: Session, delivery_ids: Iterable[int]) -> dict[int, _Target
     }
 
 
-def _apply(session: Session, model: type, row_id: int, totals: _Totals) -> None:
-    values: dict[str, Any] = {}
-    for name, n in totals.counts.items():
-        values[name] = getattr(model, name) + n
-    for name, at in totals.latest.items():
-        values[name] = _pick(getattr(model, name), at, later=True)
-    for name, at in totals.earliest.items():
-        values[name] = _pick(getattr(model, name), at, later=False)
-    session.execute(
-        update(model)
-        .where(model.id == row_id)
-        .values(values)
-        .execution_options(synchronize_session=False)
-    )
+def _apply(session: Session, model: type, totals: dict[int, _Totals]) -> None:
+    """Add `totals` to the rows of `model`, in SQL: one statement per shape (which counters
+    and times a row gets), run for all its rows at once (executemany: one round trip per
+    shape on PostgreSQL rather than one per row). Rows go in id order, so two flushes at once
+    queue up rather than deadlock."""
+    table = model.__table__
+    shapes: dict[tuple, list[dict[str, Any]]] = {}
+    for row_id in sorted(totals):
+        t = totals[row_id]
+        shape = (tuple(sorted(t.counts)), tuple(sorted(t.latest)), tuple(sorted(t.earliest)))
+        shapes.setdefault(shape, []).append(
+            {
+                "row_id": row_id,
+                **{f"n_{name}": n for name, n in t.counts.items()},
+                **{f"t_{name}": at for name, at in t.latest.items()},
+                **{f"t_{name}": at for name, at in t.earliest.items()},
+            }
+        )
+    for (counts, latest, earliest), params in shapes.items():
+        values: dict[str, Any] = {}
+        for name in counts:
+            values[name] = table.c[name] + bindparam(f"n_{name}")
+        for name in latest:
+            values[name] = _pick(table.c[name], f"t_{name}", later=True)
+        for name in earliest:
+            values[name] = _pick(table.c[name], f"t_{name}", later=False)
+        statement = update(table).where(table.c.id == bindparam("row_id")).values(values)
+        session.execute(statement, params)
 
 
-def _pick(column: InstrumentedAttribute, at: datetime, later: bool) -> Any:
-    """SQL for "the later (or sooner) of the column and `at`"; NULL counts as neither."""
-    value = literal(at, UTCDateTime())
+def _pick(column: Any, name: str, later: bool) -> Any:
+    """SQL for "the later (or sooner) of the column and the bound time"; NULL is neither."""
+    value = bindparam(name, type_=UTCDateTime())
     beaten = column < value if later else column > value
     return case((column.is_(None), value), (beaten, value), else_=column)
 
