@@ -56,6 +56,7 @@ def test_cron_schedules_the_sweep_and_the_daily_anchor_on_our_queue(app):
         "workers.jobs.sweep_campaigns": (30, None, "mailer"),
         "workers.jobs.apply_retention": (None, "30 3 * * *", "mailer"),
         "workers.jobs.purge_exports": (None, "15 * * * *", "mailer"),
+        "workers.jobs.purge_compilations": (None, "45 3 * * *", "mailer"),
     }
     with app.app_context():
         enqueued = scheduler.enqueue_jobs()

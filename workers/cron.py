@@ -16,6 +16,7 @@ PERIODIC = (
     (job_functions.flush_tracking, 5),  # opens and clicks from Redis into profiles
     (job_functions.apply_retention, "30 3 * * *"),  # daily purge of what we may not keep
     (job_functions.purge_exports, "15 * * * *"),  # hourly: export files past their expiry
+    (job_functions.purge_compilations, "45 3 * * *"),  # daily: compiled MJML no longer used
 )
 
 

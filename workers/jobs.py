@@ -6,7 +6,7 @@ from flask import current_app
 from rq import get_current_job
 
 from mailer import tasks
-from mailer.campaigns import lifecycle, sending
+from mailer.campaigns import compilations, lifecycle, sending
 from mailer.campaigns.pacing import Pacer
 from mailer.compliance import export_jobs, retention, staff_log, verification
 from mailer.config import Settings
@@ -133,6 +133,13 @@ def purge_exports() -> int:
     settings = current_app.config["MAILER"]
     with db.sessionmaker() as session:
         return export_jobs.purge_expired(session, export_jobs.folder(settings.instance_path))
+
+
+def purge_compilations() -> int:
+    """Delete compiled MJML no template or system email uses any more (daily, from `mailer
+    cron`): live previews leave one row per pause in typing. Safe to rerun."""
+    with db.sessionmaker() as session:
+        return compilations.purge_unused(session)
 
 
 def verify_ledger(user_id: int) -> bool:
