@@ -22,20 +22,22 @@ class SealError(ValueError):
     """Sealed under another secret key, or damaged."""
 
 
-@functools.lru_cache(maxsize=4)
-def _fernet(secret_key: str) -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
+@functools.lru_cache(maxsize=8)
+def _fernet(secret_key: str, info: bytes = _INFO) -> Fernet:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         secret_key.encode()
     )
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal(secret_key: str, value: bytes) -> str:
-    return _fernet(secret_key).encrypt(value).decode("ascii")
+def seal(secret_key: str, value: bytes, info: bytes = _INFO) -> str:
+    """`info` keys a purpose of its own: a value sealed for one purpose opens for no other."""
+    return _fernet(secret_key, info).encrypt(value).decode("ascii")
 
 
-def open_(secret_key: str, token: str) -> bytes:
+def open_(secret_key: str, token: str, info: bytes = _INFO, ttl: int | None = None) -> bytes:
+    """`ttl`: refuse values sealed more than this many seconds ago."""
     try:
-        return _fernet(secret_key).decrypt(token.encode("ascii"))
+        return _fernet(secret_key, info).decrypt(token.encode("ascii"), ttl=ttl)
     except (InvalidToken, ValueError, UnicodeEncodeError) as exc:
-        raise SealError("sealed under another secret key, or damaged") from exc
+        raise SealError("sealed under another secret key, expired, or damaged") from exc

@@ -234,12 +234,62 @@ def test_an_expired_export_is_gone_and_the_purge_is_on_record(
 # --- subject requests --------------------------------------------------------------------
 
 
+def _subject_url(officer, email: str) -> str:
+    """Look a person up as the form does: the address goes in the POST body and comes back
+    as a sealed reference in the page's URL, never as the address."""
+    token = csrf_of(officer, f"{BASE}/subjects")
+    found = officer.post(f"{BASE}/subjects", data={"csrf_token": token, "email": email})
+    assert found.status_code == 303
+    url = found.headers["Location"]
+    assert "@" not in url and "%40" not in url and email.split("@")[0].lower() not in url
+    return url
+
+
+def test_addresses_stay_out_of_urls_and_old_links_move_them_out(
+    client, session, work, inbox, staff_client
+):
+    subscribed(client, session, work, inbox)
+    officer = staff_client(Role.COMPLIANCE)
+    old_link = officer.get(f"{BASE}/subjects", query_string={"email": EMAIL})
+    assert old_link.status_code == 303
+    url = old_link.headers["Location"]
+    assert "@" not in url and "%40" not in url
+    html = officer.get(url).get_data(as_text=True)
+    links = re.findall(r'href="([^"]+)"', html) + re.findall(r'action="([^"]+)"', html)
+    assert any("/receipt" in link for link in links)
+    assert not [link for link in links if "@" in link or "%40" in link]
+
+
+def test_a_forged_or_stale_subject_link_asks_for_a_new_lookup(session, staff_client, app):
+    import time
+
+    from mailer.admin.compliance import common
+    from mailer.settings import sealing
+
+    officer = staff_client(Role.COMPLIANCE)
+    key = app.config["MAILER"].secret_key
+    stale = (
+        sealing._fernet(key, common._SUBJECT_REF)
+        .encrypt_at_time(EMAIL.encode(), int(time.time()) - common.SUBJECT_REF_SECONDS - 60)
+        .decode()
+    )
+    other_purpose = sealing.seal(key, EMAIL.encode())  # sealed for the settings, not here
+    for ref in ("garbage", stale, other_purpose):
+        for suffix in ("", "/receipt", "/export", "/erase"):
+            response = officer.get(f"{BASE}/subjects/{ref}{suffix}")
+            assert response.status_code == 302, (ref[:12], suffix)
+            assert response.headers["Location"].endswith(f"{BASE}/subjects")
+    assert _log(session) == []  # nothing was shown, so nothing to record
+    page = officer.get(f"{BASE}/subjects").get_data(as_text=True)
+    assert "expired or is not valid" in page
+
+
 def test_the_subject_page_shows_every_event_and_the_texts_shown(
     client, session, work, inbox, staff_client
 ):
     subscribed(client, session, work, inbox)
     officer = staff_client(Role.COMPLIANCE)
-    response = officer.get(f"{BASE}/subjects", query_string={"email": EMAIL.upper()})
+    response = officer.get(_subject_url(officer, EMAIL.upper()))
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     events = session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq)).all()
@@ -249,18 +299,21 @@ def test_the_subject_page_shows_every_event_and_the_texts_shown(
     assert "ErinBrowser/1.0" in html and "Printable consent receipt" in html
     [viewed] = _log(session, "subject.consent")
     assert viewed.subject_masked == "e***@example.com"
-    assert viewed.endpoint == "GET /admin/compliance/subjects"
+    assert viewed.endpoint == "GET /admin/compliance/subjects/<ref>"
 
 
 def test_subject_lookups_name_bad_input_and_say_when_nothing_is_held(session, staff_client):
     officer = staff_client(Role.COMPLIANCE)
     assert officer.get(f"{BASE}/subjects").status_code == 200
-    bad = officer.get(f"{BASE}/subjects", query_string={"email": "not an address"})
+    token = csrf_of(officer, f"{BASE}/subjects")
+    bad = officer.post(f"{BASE}/subjects", data={"csrf_token": token, "email": "not an address"})
     assert bad.status_code == 422 and "not a valid email address" in bad.get_data(as_text=True)
-    unknown = officer.get(f"{BASE}/subjects", query_string={"email": "nobody@example.com"})
+    empty = officer.post(f"{BASE}/subjects", data={"csrf_token": token, "email": " "})
+    assert empty.status_code == 422 and "enter the address" in empty.get_data(as_text=True)
+    unknown = officer.get(_subject_url(officer, "nobody@example.com"))
     assert unknown.status_code == 404
     assert "Nothing is held about nobody@example.com" in unknown.get_data(as_text=True)
-    receipt = officer.get(f"{BASE}/subjects/receipt", query_string={"email": "nobody@x.org"})
+    receipt = officer.get(_subject_url(officer, "nobody@x.org") + "/receipt")
     assert receipt.status_code == 404
 
 
@@ -269,7 +322,7 @@ def test_the_printable_receipt_carries_the_kantara_fields(
 ):
     subscribed(client, session, work, inbox)
     officer = staff_client(Role.COMPLIANCE)
-    response = officer.get(f"{BASE}/subjects/receipt", query_string={"email": EMAIL})
+    response = officer.get(_subject_url(officer, EMAIL) + "/receipt")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     for field in (
@@ -289,14 +342,13 @@ def test_the_printable_receipt_carries_the_kantara_fields(
 def test_the_access_export_downloads_as_zip_and_json(client, session, work, inbox, staff_client):
     subscribed(client, session, work, inbox)
     officer = staff_client(Role.COMPLIANCE)
-    archive = officer.get(f"{BASE}/subjects/export", query_string={"email": EMAIL})
+    url = _subject_url(officer, EMAIL)
+    archive = officer.get(f"{url}/export")
     assert archive.status_code == 200 and archive.mimetype == "application/zip"
     with zipfile.ZipFile(io.BytesIO(archive.data)) as z:
         profile = list(csv.DictReader(io.StringIO(z.read("profile.csv").decode())))
     assert profile[0]["email"] == EMAIL
-    document = officer.get(
-        f"{BASE}/subjects/export", query_string={"email": EMAIL, "format": "json"}
-    )
+    document = officer.get(f"{url}/export", query_string={"format": "json"})
     assert json.loads(document.data)["email"] == EMAIL
     assert [e.details for e in _log(session, "subject.export")] == [
         {"format": "zip"},
@@ -309,9 +361,10 @@ def test_erasure_needs_the_address_typed_again_and_leaves_only_the_proof(
 ):
     subscribed(client, session, work, inbox)
     officer = staff_client(Role.COMPLIANCE)
-    page = officer.get(f"{BASE}/subjects/erase", query_string={"email": EMAIL})
+    url = _subject_url(officer, EMAIL)
+    page = officer.get(f"{url}/erase")
     assert page.status_code == 200 and "Type the address again" in page.get_data(as_text=True)
-    token = csrf_of(officer, f"{BASE}/subjects/erase?email={EMAIL}")
+    token = csrf_of(officer, f"{url}/erase")
 
     wrong = officer.post(
         f"{BASE}/subjects/erase",
@@ -326,7 +379,7 @@ def test_erasure_needs_the_address_typed_again_and_leaves_only_the_proof(
         f"{BASE}/subjects/erase",
         data={"csrf_token": token, "email": EMAIL, "confirm": f" {EMAIL.upper()} "},
     )
-    assert done.status_code == 302
+    assert done.status_code == 303
     session.expire_all()
     assert session.scalar(select(Subscriber.id).where(Subscriber.email == EMAIL)) is None
     assert chain.verify(session).ok
@@ -353,9 +406,10 @@ def test_the_audit_log_is_for_admins_filtered_by_action_and_person(
 ):
     subscribed(client, session, work, inbox)
     officer = staff_client(Role.COMPLIANCE)
-    officer.get(f"{BASE}/subjects", query_string={"email": EMAIL})
-    officer.get(f"{BASE}/subjects", query_string={"email": "nobody@example.com"})
-    officer.get(f"{BASE}/subjects/export", query_string={"email": EMAIL})
+    url = _subject_url(officer, EMAIL)
+    officer.get(url)
+    officer.get(_subject_url(officer, "nobody@example.com"))
+    officer.get(f"{url}/export")
     assert officer.get(f"{BASE}/audit-log").status_code == 403  # as GET /api/v1/audit-log
 
     admin = staff_client(Role.ADMIN)
@@ -395,6 +449,10 @@ def test_hostile_input_gets_a_clear_answer_never_a_500(session, staff_client):
         "NUL subject": admin.get(
             f"{BASE}/subjects", query_string={"email": "a\x00@x.org"}
         ).status_code,
+        "NUL lookup": admin.post(
+            f"{BASE}/subjects", data={"csrf_token": token, "email": "a\x00@x.org"}
+        ).status_code,
+        "forged link": admin.get(f"{BASE}/subjects/{'x' * 5000}/export").status_code,
         "last day": admin.post(
             f"{BASE}/exports", data={"csrf_token": token, "until": "9999-12-31"}
         ).status_code,
@@ -412,6 +470,8 @@ def test_hostile_input_gets_a_clear_answer_never_a_500(session, staff_client):
         "huge page": 200,
         "NUL action": 200,
         "NUL subject": 422,
+        "NUL lookup": 422,
+        "forged link": 302,
         "last day": 422,
         "erase nobody": 404,
     }

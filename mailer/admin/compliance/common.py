@@ -1,15 +1,22 @@
-"""What the compliance views share: putting an access on the staff audit log."""
+"""What the compliance views share: putting an access on the staff audit log, reading an
+address, and referring to a person in URLs without their address."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 
 from mailer.admin import access
 from mailer.api.common import normalised_address
 from mailer.compliance import staff_log
 from mailer.extensions import db
+from mailer.settings import sealing
+
+# A subject's pages are addressed by the address sealed (encrypted and authenticated), never
+# by the address itself: URLs end up in access logs, proxies and browser history.
+_SUBJECT_REF = b"mailer.admin.subject-ref.v1"
+SUBJECT_REF_SECONDS = 8 * 3600  # a working day; then the officer searches again
 
 
 def log(
@@ -46,3 +53,18 @@ def address_of(raw: str | None) -> tuple[str | None, dict[str, list[str]]]:
         return normalised_address(raw), {}
     except ValueError:
         return None, {"email": ["not a valid email address"]}
+
+
+def subject_ref(address: str) -> str:
+    return sealing.seal(current_app.config["MAILER"].secret_key, address.encode(), _SUBJECT_REF)
+
+
+def address_from_ref(ref: str) -> str | None:
+    """The address a `subject_ref` was made for; None if forged, damaged or too old."""
+    try:
+        raw = sealing.open_(
+            current_app.config["MAILER"].secret_key, ref, _SUBJECT_REF, SUBJECT_REF_SECONDS
+        )
+    except sealing.SealError:
+        return None
+    return raw.decode("utf-8", "replace")

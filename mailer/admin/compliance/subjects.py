@@ -13,7 +13,7 @@ from flask_login import current_user
 
 from mailer.admin.access import COMPLIANCE, roles_required
 from mailer.admin.compliance import bp
-from mailer.admin.compliance.common import address_of, log
+from mailer.admin.compliance.common import address_from_ref, address_of, log, subject_ref
 from mailer.compliance import access, access_zip, erasure, proof
 from mailer.consent.models import ConsentSource
 from mailer.extensions import db
@@ -22,36 +22,71 @@ FORMATS = ("json", "zip")
 
 
 def _need_address() -> Response:
-    flash("Enter the address of the person first.", "error")
+    flash("That link has expired or is not valid: look the person up again.", "error")
     return redirect(url_for("admin_compliance.subjects"))
 
 
-@bp.get("/subjects")
-@roles_required(*COMPLIANCE)
-def subjects() -> tuple[str, int]:
-    """Find a person; with an address, show every consent event and the texts shown."""
-    raw = request.args.get("email", "")
-    address, errors = address_of(raw)
-    found = None
-    if address:
-        log("subject.consent", address)
-        found = proof.proof(db.session, address, current_app.config["MAILER"].controller)
-    status = 422 if errors else (404 if address and found is None else 200)
+def _to_subject(address: str, endpoint: str = "admin_compliance.subject") -> Response:
+    return redirect(url_for(endpoint, ref=subject_ref(address)), code=303)
+
+
+def _search(raw: str, errors: dict[str, list[str]], status: int) -> tuple[str, int]:
     html = render_template(
-        "web/admin/compliance/subjects.html",
-        raw=raw,
-        address=address,
-        errors=errors,
-        proof=found,
+        "web/admin/compliance/subjects.html", raw=raw[:320], address=None, errors=errors
     )
     return html, status
 
 
-@bp.get("/subjects/receipt")
+@bp.get("/subjects")
 @roles_required(*COMPLIANCE)
-def receipt() -> Response | tuple[str, int]:
+def subjects() -> Response | tuple[str, int]:
+    """The search form. An address in the query string (an old link or bookmark) is moved
+    out of the URL at once."""
+    raw = request.args.get("email")
+    if raw is None:
+        return _search("", {}, 200)
+    address, errors = address_of(raw)
+    if address is None:
+        return _search(raw, errors or {"email": ["enter the address of the person"]}, 422)
+    return _to_subject(address)
+
+
+@bp.post("/subjects")
+@roles_required(*COMPLIANCE)
+def find() -> Response | tuple[str, int]:
+    """Find a person: the address travels in the form's body, then in a sealed reference."""
+    raw = request.form.get("email", "")
+    address, errors = address_of(raw)
+    if address is None:
+        return _search(raw, errors or {"email": ["enter the address of the person"]}, 422)
+    return _to_subject(address)
+
+
+@bp.get("/subjects/<ref>")
+@roles_required(*COMPLIANCE)
+def subject(ref: str) -> Response | tuple[str, int]:
+    """Every consent event of the person and the texts shown."""
+    address = address_from_ref(ref)
+    if address is None:
+        return _need_address()
+    log("subject.consent", address)
+    found = proof.proof(db.session, address, current_app.config["MAILER"].controller)
+    html = render_template(
+        "web/admin/compliance/subjects.html",
+        raw=address,
+        address=address,
+        ref=ref,
+        errors={},
+        proof=found,
+    )
+    return html, 200 if found else 404
+
+
+@bp.get("/subjects/<ref>/receipt")
+@roles_required(*COMPLIANCE)
+def receipt(ref: str) -> Response | tuple[str, int]:
     """The consent receipt (Kantara Consent Receipt v1.1 fields) as a printable page."""
-    address, _errors = address_of(request.args.get("email"))
+    address = address_from_ref(ref)
     if address is None:
         return _need_address()
     log("subject.receipt", address)
@@ -59,6 +94,7 @@ def receipt() -> Response | tuple[str, int]:
     html = render_template(
         "web/admin/compliance/receipt.html",
         address=address,
+        ref=ref,
         proof=found,
         receipt=found.receipt if found else None,
         given_at=datetime.fromtimestamp(found.receipt["consentTimestamp"], UTC)
@@ -71,11 +107,11 @@ def receipt() -> Response | tuple[str, int]:
     return html, 200 if found and found.receipt else 404
 
 
-@bp.get("/subjects/export")
+@bp.get("/subjects/<ref>/export")
 @roles_required(*COMPLIANCE)
-def subject_export() -> Response | tuple[str, int]:
+def subject_export(ref: str) -> Response:
     """The access/portability export: one JSON document, or a ZIP with a CSV per section."""
-    address, _errors = address_of(request.args.get("email"))
+    address = address_from_ref(ref)
     if address is None:
         return _need_address()
     fmt = request.args.get("format", "zip")
@@ -86,7 +122,7 @@ def subject_export() -> Response | tuple[str, int]:
         document = access.export(db.session, address)
     except access.NothingHeld:
         flash("Nothing is held about this address.", "error")
-        return redirect(url_for("admin_compliance.subjects", email=address))
+        return redirect(url_for("admin_compliance.subject", ref=ref))
     if fmt == "json":
         body = json.dumps(document, indent=2, ensure_ascii=False)
         mimetype = "application/json"
@@ -100,15 +136,15 @@ def subject_export() -> Response | tuple[str, int]:
     )
 
 
-@bp.get("/subjects/erase")
+@bp.get("/subjects/<ref>/erase")
 @roles_required(*COMPLIANCE)
-def erase_confirm() -> Response | str:
+def erase_confirm(ref: str) -> Response | str:
     """The confirmation step: what goes, what stays, and the address to type again."""
-    address, _errors = address_of(request.args.get("email"))
+    address = address_from_ref(ref)
     if address is None:
         return _need_address()
     return render_template(
-        "web/admin/compliance/erase.html", address=address, errors={}, confirm=""
+        "web/admin/compliance/erase.html", address=address, ref=ref, errors={}, confirm=""
     )
 
 
@@ -128,6 +164,7 @@ def erase() -> Response | tuple[str, int]:
         html = render_template(
             "web/admin/compliance/erase.html",
             address=address or request.form.get("email", "")[:320],
+            ref=subject_ref(address) if address else None,
             errors=errors,
             confirm=confirm[:320],
         )
@@ -140,6 +177,7 @@ def erase() -> Response | tuple[str, int]:
         html = render_template(
             "web/admin/compliance/erase.html",
             address=address,
+            ref=subject_ref(address),
             errors={"email": ["nothing is held about this address (never seen, or erased)"]},
             confirm="",
         )
@@ -150,4 +188,4 @@ def erase() -> Response | tuple[str, int]:
         f"{result.erased_event_id}.",
         "ok",
     )
-    return redirect(url_for("admin_compliance.subjects", email=address))
+    return _to_subject(address)
