@@ -20,14 +20,24 @@ def log_access(
 ) -> None:
     """Record who (the request's API key) did what (`action`, the route's rule, never its
     URL, which may hold an address) to whom. Commits, before the data is sent."""
-    key = current_key()
-    rule = request.url_rule.rule if request.url_rule is not None else request.path
     staff_log.record(
         db.session,
-        staff_log.Staff(api_key_id=key.id, api_key_name=key.name, ip=request.remote_addr),
+        current_staff(),
         action,
-        f"{request.method} {rule}",
+        endpoint(),
         subject_email=subject_email,
         subscriber_id=subscriber_id,
         details=details,
     )
+
+
+def current_staff() -> staff_log.Staff:
+    """The request's API key as the staff audit log names it."""
+    key = current_key()
+    return staff_log.Staff(api_key_id=key.id, api_key_name=key.name, ip=request.remote_addr)
+
+
+def endpoint() -> str:
+    """`METHOD rule`: the route's rule, never its URL, which may hold an address."""
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return f"{request.method} {rule}"

@@ -10,7 +10,7 @@ import json
 import pytest
 from sqlalchemy import select, text
 
-from mailer.compliance import audit_export
+from mailer.compliance import audit_export, verification
 from mailer.compliance.models import StaffAccess
 from mailer.consent import chain, ledger
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
@@ -162,6 +162,12 @@ def test_verify_reports_ok_and_the_anchors(client, session, ledger_rows, complia
     assert report["anchors_checked"] == 1
     (anchor,) = report["anchors"]
     assert anchor["seq"] == len(ledger_rows) and anchor["head_hash"] == report["head_hash"]
+    # The run is remembered as one from the admin pages is: who, when, what was found.
+    last = verification.last_run(session)
+    assert last is not None and last.ok and last.checked == len(ledger_rows)
+    assert "DPO desk" in last.by
+    (entry,) = session.scalars(select(StaffAccess)).all()
+    assert entry.action == "ledger.verify" and entry.endpoint == "GET /api/v1/consent/verify"
 
 
 def test_verify_names_the_first_altered_row(client, session, db_kind, ledger_rows, compliance):
