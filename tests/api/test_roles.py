@@ -1,5 +1,6 @@
-"""Who may call what: every route of topics, forms, subscribers, consent, subjects and the
-audit log, for anonymous callers, each role, and a revoked key."""
+"""Who may call what: every `/api/v1/` route the app serves, for anonymous callers, each role
+and a revoked key, as the views' `@require(...)` grant it. The OpenAPI document is the one
+public route (anyone may read how to call the API; every call itself needs a key)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,23 @@ from mailer.database import utcnow
 
 M, C = Role.MARKETER, Role.COMPLIANCE
 SUBJECT = "/api/v1/subjects/someone@example.com"
+RULES = {"field": "attribute", "key": "plan", "type": "string", "op": "eq", "value": "pro"}
+MJML = (
+    "<mjml><mj-body><mj-section><mj-column><mj-text>Hi "
+    '<a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text></mj-column></mj-section>'
+    "</mj-body></mjml>"
+)
+CAMPAIGN = {
+    "name": "Autumn",
+    "subject": "Autumn offer",
+    "from_name": "Shop",
+    "from_email": "news@shop.example",
+    "template_id": 1,
+    "topic_id": 1,
+}
 
-# (method, path, json body, roles besides admin that may call it)
+# (method, path, json body, roles besides admin that may call it). Bodies are valid in shape,
+# so an allowed role is judged on access, not stopped early (no row 1 exists: 404 is fine).
 ROUTES = [
     ("GET", "/api/v1/topics", None, {M, C}),
     ("POST", "/api/v1/topics", {"slug": "news", "name": "News"}, {M}),
@@ -34,19 +50,38 @@ ROUTES = [
     ("POST", f"{SUBJECT}/erase", {"confirm": "someone@example.com"}, {C}),
     ("DELETE", SUBJECT, {"confirm": "someone@example.com"}, {C}),
     ("GET", "/api/v1/audit-log", None, set()),
+    ("GET", "/api/v1/segments", None, {M, C}),
+    ("POST", "/api/v1/segments", {"name": "Pro", "rules": RULES}, {M}),
+    ("GET", "/api/v1/segments/1", None, {M, C}),
+    ("PATCH", "/api/v1/segments/1", {"name": "Pro plan"}, {M}),
+    ("GET", "/api/v1/segments/1/count", None, {M, C}),
+    ("POST", "/api/v1/segments/preview", {"rules": RULES}, {M, C}),
+    ("GET", "/api/v1/templates", None, {M}),
+    ("POST", "/api/v1/templates", {"name": "Plain", "mjml": MJML}, {M}),
+    ("GET", "/api/v1/templates/1", None, {M}),
+    ("PUT", "/api/v1/templates/1", {"name": "Plain", "mjml": MJML}, {M}),
+    ("POST", "/api/v1/templates/1/preview", {}, {M}),
+    ("GET", "/api/v1/campaigns", None, {M}),
+    ("POST", "/api/v1/campaigns", CAMPAIGN, {M}),
+    ("GET", "/api/v1/campaigns/1", None, {M}),
+    ("PATCH", "/api/v1/campaigns/1", {"name": "Autumn sale"}, {M}),
+    ("POST", "/api/v1/campaigns/1/schedule", {"send_at": "2099-01-01T00:00:00+00:00"}, {M}),
+    ("POST", "/api/v1/campaigns/1/send", None, {M}),
+    ("POST", "/api/v1/campaigns/1/pause", None, {M}),
+    ("POST", "/api/v1/campaigns/1/resume", None, {M}),
+    ("POST", "/api/v1/campaigns/1/cancel", None, {M}),
+    ("POST", "/api/v1/campaigns/1/test", {"addresses": ["qa@example.org"]}, {M}),
+    ("GET", "/api/v1/campaigns/1/report", None, {M, C}),
 ]
-OURS = (
-    "/api/v1/topics",
-    "/api/v1/forms",
-    "/api/v1/subscribers",
-    "/api/v1/consent",
-    "/api/v1/subjects",
-    "/api/v1/audit-log",
-)
+# Served to anyone: the API's own description.
+PUBLIC = [("GET", "/api/v1/openapi.json")]
+API = "/api/v1/"
+# POST routes that take CSV, not JSON.
+CSV = {"/api/v1/subscribers/import"}
 
 
 def call(client, method, path, body, headers):
-    if body is None and method == "POST":
+    if path in CSV:
         return client.open(
             path, method=method, data=b"email\n", headers=headers, content_type="text/csv"
         )
@@ -62,14 +97,22 @@ def test_the_table_covers_every_route(app):
     served = {
         (method, _shape(rule.rule))
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith(OURS)
+        if rule.rule.startswith(API)
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     listed = {
         (method, _shape(path.replace("someone@example.com", "<email>").replace("/1", "/<id>")))
         for method, path, _, _ in ROUTES
     }
-    assert served == listed
+    assert len(listed) == len(ROUTES), "a route is listed twice"
+    assert served == listed | set(PUBLIC)
+
+
+@pytest.mark.parametrize(("method", "path"), PUBLIC)
+def test_the_api_description_is_public(client, method, path):
+    response = client.open(path, method=method)
+    assert response.status_code == 200
+    assert response.get_json()["paths"], "the document describes the routes"
 
 
 @pytest.mark.parametrize(("method", "path", "body", "roles"), ROUTES)
@@ -82,8 +125,9 @@ def test_roles(client, make_key, method, path, body, roles):
     assert wrong_scheme.status_code == 401
     for role in Role:
         response = call(client, method, path, body, make_key(role))
+        assert response.status_code < 500, (role, response.get_json())
         if role is Role.ADMIN or role in roles:
-            assert response.status_code not in {401, 403, 500}, (role, response.get_json())
+            assert response.status_code not in {401, 403}, (role, response.get_json())
         else:
             assert response.status_code == 403, role
             assert "authorization" in response.get_json()["errors"]
@@ -95,7 +139,9 @@ def test_a_revoked_key_is_refused(client, session, make_key, method, path, body,
     key = session.scalars(select(ApiKey).order_by(ApiKey.id.desc())).first()
     key.revoked_at = utcnow()
     session.commit()
-    assert call(client, method, path, body, headers).status_code == 401
+    response = call(client, method, path, body, headers)
+    assert response.status_code == 401
+    assert "authorization" in response.get_json()["errors"]
 
 
 def test_the_openapi_document_lists_every_route(client):
@@ -103,7 +149,6 @@ def test_the_openapi_document_lists_every_route(client):
     documented = {
         (method.upper(), path)
         for path, item in spec["paths"].items()
-        if path.startswith(OURS)
         for method in item
         if method != "parameters"
     }
