@@ -291,6 +291,13 @@ def signup_section(r: SignupResult, info: RunInfo) -> str:
             r.rate("hello"),
         ),
         "",
+        "A request checks the sign-up and accepts it into Redis (one XADD); the workers write "
+        "it. The requests enqueued "
+        f"{_n(r.kicks)} drain jobs (at most one per half-second). After the runs, the drain "
+        "(`workers.jobs.drain_signups`, batches of up to 500 per transaction) wrote the "
+        f"{_n(r.subscribers)} accepted sign-ups in {_n(r.drain_seconds, 1)} s "
+        f"({_n(r.subscribers / r.drain_seconds)} sign-ups/s written, one process).",
+        "",
         f'Count check: wrk got the "check your inbox" page {_n(r.accepted)} times (warm-ups '
         f"included, none refused); the database holds {_n(r.subscribers)} new subscribers "
         f'(requests still in flight when wrk stopped count too), each with its "requested" '

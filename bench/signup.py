@@ -13,11 +13,15 @@ The per-IP sign-up limit is raised for the run through its setting (every reques
 default, so the limiter does the same work per request. The per-address limit, the minimum
 fill time and the confirmation window keep their defaults (every address is new).
 
-After the runs, the count check: every sign-up the server accepted has its subscriber, its
-"requested" consent event and its confirmation email row, queued as one RQ job; then four
-real `mailer worker --burst` processes send them all to the SMTP sink, whose counter must move by
-exactly that many. The workers run after the measurement, not during it: on two cores they
-would take the CPU the web server is measured on, and their sending rate is the send case's.
+A request only checks the sign-up and accepts it into Redis (one XADD; the first of each
+half-second also enqueues a drain job); the workers write it. After the runs, the drain (what
+the job `workers.jobs.drain_signups` runs, in this process until the intake is empty) writes
+every accepted sign-up, timed: sign-ups written per second. Then the count
+check: every sign-up the server accepted has its subscriber, its "requested" consent event
+and its confirmation email row, queued as one RQ job; then four real `mailer worker --burst`
+processes send them all to the SMTP sink, whose counter must move by exactly that many. The
+drain and the workers run after the measurement, not during it: on two cores they would take
+the CPU the web server is measured on.
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ from bench.services import Postgres, Redis, SmtpSink
 from mailer import config, create_app, migrate
 from mailer.consent.models import ConsentEvent, ConsentEventType
 from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage
-from mailer.extensions import QUEUE_NAME, db
-from mailer.subscribers import forms
+from mailer.extensions import QUEUE_NAME, db, jobs
+from mailer.subscribers import drain, forms, intake
 from mailer.subscribers.models import Subscriber
 
 MAILER = str(Path(sys.executable).with_name("mailer"))
@@ -66,7 +70,9 @@ class SignupResult:
     subscribers: int
     events: int  # "requested" consent events
     emails: int  # confirmation rows
-    queued: int  # RQ jobs waiting before the workers started
+    queued: int  # RQ send jobs waiting before the workers started
+    kicks: int  # drain jobs the requests enqueued (at most one per half-second)
+    drain_seconds: float  # writing every accepted sign-up (`workers.jobs.drain_signups`)
     sent: int  # accepted by the SMTP sink
     send_seconds: float
     settings: dict[str, str] = field(default_factory=dict)
@@ -173,7 +179,15 @@ class SignupCase:
                     f"  round {n + 1}, {LABELS[what]}: {result.rate:,.0f} req/s, "
                     f"{result.cpu_us:,.0f} CPU µs per request (server, PostgreSQL, Redis)"
                 )
+        kicks = self._queued()  # nothing else is queued before the drain: only its kicks
+        self.log(f"  {_waiting(self.redis):,} sign-ups accepted into Redis; draining them")
+        drain_seconds = self._drain()
         subscribers, events, emails, queued = self._counts()
+        queued -= kicks
+        self.log(
+            f"  {subscribers:,} sign-ups written in {drain_seconds:.1f} s "
+            f"({subscribers / drain_seconds:,.0f}/s); {kicks} drain jobs kicked"
+        )
         # At most one request in flight per connection when a wrk run ends.
         in_flight = http_load.WRK_CONNECTIONS * rounds * 2
         if not accepted <= subscribers <= accepted + in_flight:
@@ -193,6 +207,8 @@ class SignupCase:
             events=events,
             emails=emails,
             queued=queued,
+            kicks=kicks,
+            drain_seconds=drain_seconds,
             sent=sent,
             send_seconds=send_seconds,
             settings={
@@ -202,6 +218,30 @@ class SignupCase:
                 "send_workers": str(SEND_WORKERS),
             },
         )
+
+    def _drain(self) -> float:
+        """Write every accepted sign-up as the drain job does (`workers.jobs.drain_signups`
+        calls `drain.drain`; here its hand-over to a fresh job is this loop), timed."""
+        app = create_app(self.settings)
+        began = time.perf_counter()
+        with app.app_context():
+            while intake.waiting(jobs.redis):
+                with db.sessionmaker() as session:
+                    drain.drain(
+                        session,
+                        jobs.redis,
+                        window_seconds=self.settings.confirmation_window,
+                        domain=self.settings.server_name,
+                    )
+        seconds = time.perf_counter() - began
+        app.extensions["mailer.db"].kw["bind"].dispose()
+        return seconds
+
+    def _queued(self) -> int:
+        client = self.redis.client()
+        count = Queue(QUEUE_NAME, connection=client).count
+        client.close()
+        return count
 
     def _counts(self) -> tuple[int, int, int, int]:
         with self.engine.connect() as conn:
@@ -222,10 +262,7 @@ class SignupCase:
                 )
                 or 0
             )
-        client = self.redis.client()
-        queued = Queue(QUEUE_NAME, connection=client).count
-        client.close()
-        return subscribers, events, emails, queued
+        return subscribers, events, emails, self._queued()
 
     def _send_all(self, expected: int) -> tuple[int, float]:
         """`SEND_WORKERS` `mailer worker --burst` send every queued confirmation (RQ's forking
@@ -277,6 +314,14 @@ class SignupCase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _waiting(redis: Redis) -> int:
+    client = redis.client()
+    try:
+        return intake.waiting(client)
+    finally:
+        client.close()
 
 
 def run(

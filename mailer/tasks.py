@@ -28,6 +28,7 @@ IMPORT_SUBSCRIBERS = "workers.jobs.import_subscribers"
 RUN_EXPORT = "workers.jobs.run_export"
 PURGE_EXPORTS = "workers.jobs.purge_exports"
 VERIFY_LEDGER = "workers.jobs.verify_ledger"
+DRAIN_SIGNUPS = "workers.jobs.drain_signups"
 ALL_JOBS = (
     SEND_MESSAGE,
     REQUEUE_PENDING,
@@ -41,6 +42,7 @@ ALL_JOBS = (
     RUN_EXPORT,
     PURGE_EXPORTS,
     VERIFY_LEDGER,
+    DRAIN_SIGNUPS,
 )
 # Jobs that loop for a while (a sender works up to a minute per run, then hands over).
 LONG_JOBS = {SEND_CAMPAIGN: 900, START_CAMPAIGN: 1800}
@@ -89,3 +91,34 @@ def enqueue(
 def send_after_commit(session: Session, message_id: int, at: datetime | None = None) -> None:
     """Enqueue the send once the transaction commits; `at`: not before then (RQ scheduler)."""
     after_commit(session, lambda: enqueue(SEND_MESSAGE, message_id, at=at))
+
+
+def send_many_after_commit(session: Session, messages: list[tuple[int, datetime | None]]) -> None:
+    """`send_after_commit` for many (message id, at) at once: the ones due now in one
+    pipelined `enqueue_many` (a batch of sign-ups queues hundreds of emails)."""
+    after_commit(session, lambda: _enqueue_sends(messages))
+
+
+def _enqueue_sends(messages: list[tuple[int, datetime | None]]) -> None:
+    now = [message_id for message_id, at in messages if at is None]
+    for message_id, at in messages:
+        if at is not None:
+            enqueue(SEND_MESSAGE, message_id, at=at)
+    if not now:
+        return
+    if _queue is None:
+        raise RuntimeError("mailer.tasks.configure() was not called")
+    jobs = [
+        Queue.prepare_data(
+            SEND_MESSAGE,
+            (message_id,),
+            timeout=LONG_JOBS.get(SEND_MESSAGE, 120),
+            failure_ttl=7 * 24 * 3600,
+            retry=RETRY,
+        )
+        for message_id in now
+    ]
+    try:
+        _queue.enqueue_many(jobs)
+    except RedisError:
+        log.warning("could not enqueue %d sends; they stay pending", len(now))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from tests import signups
 from tests.conftest import CSRF
 from tests.factories import make_form
 from tests.inbox import html_of, link, text_of
@@ -228,6 +229,7 @@ def test_confirmation_email_is_in_the_forms_language(client, session, work, inbo
         headers={**ORIGIN, "Accept-Language": "en"},
     )
     assert response.status_code == 202, response.get_data(as_text=True)
+    signups.drain(client.application)
     work()
 
     mail = inbox.only("kari@example.com")
@@ -258,6 +260,7 @@ def test_welcome_email_gmail_tip_names_gmails_own_tabs(client, session, work, in
     client.post(
         "/subscribe/news", json={"email": "kari@example.com", "consent": True}, headers=ORIGIN
     )
+    signups.drain(client.application)
     work()
     path = link(inbox.only(), "confirm").removeprefix("http://localhost")
     token = CSRF.search(client.get(path).get_data(as_text=True)).group(1)

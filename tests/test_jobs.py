@@ -21,6 +21,7 @@ def test_every_job_path_resolves(path):
 
 
 def test_a_job_lost_with_redis_data_is_sent_by_the_requeue_sweep(app, client, session, work, inbox):
+    from tests import signups
     from tests.factories import make_form
 
     make_form(session)
@@ -29,6 +30,7 @@ def test_a_job_lost_with_redis_data_is_sent_by_the_requeue_sweep(app, client, se
         json={"email": "ann@example.com", "consent": True},
         headers={"Origin": "https://shop.example"},
     )
+    signups.drain(app)  # the sign-up is written and its email queued
     with app.app_context():
         jobs.redis.flushdb()  # Redis lost its data before a worker took the job
     assert work() == 0 and inbox.messages() == []
@@ -53,6 +55,7 @@ def test_cron_schedules_the_sweep_and_the_daily_anchor_on_our_queue(app):
         "workers.jobs.requeue_pending_messages": (300, None, "mailer"),
         "workers.jobs.anchor_ledger": (None, "5 0 * * *", "mailer"),
         "workers.jobs.flush_tracking": (5, None, "mailer"),
+        "workers.jobs.drain_signups": (2, None, "mailer"),
         "workers.jobs.sweep_campaigns": (30, None, "mailer"),
         "workers.jobs.apply_retention": (None, "30 3 * * *", "mailer"),
         "workers.jobs.purge_exports": (None, "15 * * * *", "mailer"),
@@ -61,8 +64,9 @@ def test_cron_schedules_the_sweep_and_the_daily_anchor_on_our_queue(app):
     with app.app_context():
         enqueued = scheduler.enqueue_jobs()
         assert sorted(job.func_name for job in enqueued) == [
+            "workers.jobs.drain_signups",
             "workers.jobs.flush_tracking",
             "workers.jobs.requeue_pending_messages",
             "workers.jobs.sweep_campaigns",
         ]
-        assert jobs.queue.count == 3
+        assert jobs.queue.count == 4

@@ -14,6 +14,7 @@ PERIODIC = (
     (job_functions.requeue_pending_messages, 300),
     (job_functions.anchor_ledger, "5 0 * * *"),  # daily, just after midnight UTC
     (job_functions.flush_tracking, 5),  # opens and clicks from Redis into profiles
+    (job_functions.drain_signups, 2),  # sign-ups from Redis (requests kick it sooner)
     (job_functions.apply_retention, "30 3 * * *"),  # daily purge of what we may not keep
     (job_functions.purge_exports, "15 * * * *"),  # hourly: export files past their expiry
     (job_functions.purge_compilations, "45 3 * * *"),  # daily: compiled MJML no longer used

@@ -15,7 +15,7 @@ from mailer.database import utcnow
 from mailer.delivery.sender import Sender
 from mailer.extensions import db, jobs
 from mailer.settings import store
-from mailer.subscribers import import_jobs, notices
+from mailer.subscribers import drain, import_jobs, notices
 from mailer.tracking import flush
 
 
@@ -106,6 +106,23 @@ def flush_tracking() -> int:
             session, jobs.redis, machine_open_seconds=settings.machine_open_seconds
         )
     return report.recorded
+
+
+def drain_signups() -> int:
+    """Write the sign-ups accepted into the Redis intake (kicked by the sign-up requests, and
+    every few seconds from `mailer cron`); hands over to a fresh job when more are waiting.
+    Safe to rerun and to overlap: see `mailer.subscribers.drain`."""
+    settings = current_app.config["MAILER"]
+    with db.sessionmaker() as session:
+        report = drain.drain(
+            session,
+            jobs.redis,
+            window_seconds=settings.confirmation_window,
+            domain=settings.server_name,
+        )
+    if report.more:
+        tasks.enqueue(tasks.DRAIN_SIGNUPS)
+    return report.written
 
 
 def apply_retention() -> dict[str, int]:

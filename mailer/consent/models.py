@@ -72,6 +72,11 @@ class ConsentEvent(Base):
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The sign-up intake's stream entry this event was written from (outside the chain): a
+    # drain that dies between its commit and its acknowledgement must not write it twice.
+    intake_id: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, unique=True, index=True
+    )
 
 
 class LedgerHead(Base):

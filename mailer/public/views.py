@@ -15,19 +15,24 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, render_te
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, validate_csrf
 from marshmallow import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from mailer import tasks
 from mailer.consent.models import ConsentSource
+from mailer.database import utcnow
 from mailer.delivery.models import OutboundMessage
-from mailer.extensions import csrf, db, limiter
+from mailer.extensions import csrf, db, jobs, limiter
 from mailer.public import visitor
-from mailer.subscribers import preferences, signup
+from mailer.subscribers import form_cache, intake, preferences, signup
+from mailer.subscribers.form_cache import CachedForm
 from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus
 from mailer.subscribers.schemas import SLUG, SignupArgs, messages
 from mailer.tokens import Purpose, TokenError
 from mailer.web import CSP, error_response, wants_json
 
 bp = Blueprint("public", __name__)
+bp.record_once(lambda state: form_cache.install(state.app))
 
 HONEYPOT = "website"
 SIGNUP_ARGS = SignupArgs()
@@ -47,6 +52,22 @@ def _form_or_404(slug: str) -> Form:
     if SLUG_RE.match(slug):
         form = db.session.scalar(select(Form).where(Form.slug == slug))
     if form is None or not form.versions:
+        abort(error_response(404, {"form": [_("There is no sign-up form at this address.")]}))
+    if form.locale:
+        g.locale = form.locale
+    return form
+
+
+def _load_form(slug: str) -> Form | None:
+    return db.session.scalar(select(Form).where(Form.slug == slug))
+
+
+def _cached_form_or_404(slug: str, fresh: bool = False) -> CachedForm:
+    """`_form_or_404` for the sign-up POST: from the process's form cache, no SQL."""
+    form = None
+    if SLUG_RE.match(slug):
+        form = form_cache.cache(current_app).get(slug, lambda: _load_form(slug), fresh=fresh)
+    if form is None:
         abort(error_response(404, {"form": [_("There is no sign-up form at this address.")]}))
     if form.locale:
         g.locale = form.locale
@@ -111,7 +132,9 @@ def embed(slug: str) -> Response:
 @limiter.limit(_signup_limit, scope="signup-ip")
 @limiter.limit(_address_limit, key_func=visitor.address_key, scope="address")
 def subscribe(slug: str) -> Response:
-    form = _form_or_404(slug)
+    """Check the request, then accept it into the sign-up intake (one Redis XADD, no SQL):
+    the workers write it within seconds (`mailer.subscribers.drain`)."""
+    form = _cached_form_or_404(slug)
     data = visitor.body()
     provenance = _check_provenance(form, data)
     if isinstance(provenance, Response):
@@ -122,19 +145,14 @@ def subscribe(slug: str) -> Response:
         args = SIGNUP_ARGS.load({k: v for k, v in data.items() if k in SIGNUP_ARGS.fields})
     except ValidationError as exc:
         return _invalid(form, messages(exc.messages), data)
-    req = signup.SignupRequest(
-        form_id=form.id,
-        email=args["email"],
-        name=args["name"],
-        topic_slugs=args["topics"],
-        visit=visitor.visit(),
-        form_version_id=provenance.version_id or args["form_version"],
-        evidence={"channel": provenance.channel, "origin": provenance.origin},
-    )
+    version_id = provenance.version_id or args["form_version"]
     try:
-        signup.request_subscription(
-            db.session, req, _settings().confirmation_window, _settings().server_name
-        )
+        try:
+            topics, version_id = intake.resolve(form, args["topics"], version_id)
+        except ValueError:
+            # Refused by the cached form: make sure with the form as it is now.
+            form = _cached_form_or_404(slug, fresh=True)
+            topics, version_id = intake.resolve(form, args["topics"], version_id)
     except signup.NoTopicChosen:
         return _invalid(form, {"topics": [_("Choose at least one topic.")]}, data)
     except signup.UnknownTopics as exc:
@@ -143,6 +161,28 @@ def subscribe(slug: str) -> Response:
         )
     except signup.UnknownFormVersion:
         return _invalid(form, {"form_version": [_("The form has changed. Reload it.")]}, data)
+    accepted = intake.Accepted(
+        form_id=form.id,
+        form_version_id=version_id,
+        email=args["email"],
+        name=args["name"] if form.ask_name else "",
+        topics=tuple(topics),
+        at=utcnow(),
+        visit=visitor.visit(),
+        channel=provenance.channel,
+        origin=provenance.origin,
+    )
+    try:
+        kicked = intake.push(jobs.redis, accepted)
+    except RedisError:
+        # Redis is down: write the sign-up here and now rather than turn the person away.
+        settings = _settings()
+        signup.request_subscription(
+            db.session, accepted.request(), settings.confirmation_window, settings.server_name
+        )
+        return _accepted(form)
+    if kicked:
+        tasks.enqueue(tasks.DRAIN_SIGNUPS)
     return _accepted(form)
 
 
@@ -156,7 +196,7 @@ class Provenance:
     version_id: int | None = None
 
 
-def _check_provenance(form: Form, data: dict[str, Any]) -> Provenance | Response:
+def _check_provenance(form: CachedForm, data: dict[str, Any]) -> Provenance | Response:
     """Cross-site request forgery and bots: our form carries a CSRF token and a signed start
     time (with the consent text version it showed); the embed snippet and fetch() carry an
     Origin the form allows. The Origin check stops forgery by other sites, not scripts: those
@@ -194,19 +234,29 @@ def _check_provenance(form: Form, data: dict[str, Any]) -> Provenance | Response
     )
 
 
-def _accepted(form: Form) -> Response:
+def _accepted(form: CachedForm) -> Response:
     if wants_json():
         response = jsonify(status="pending")
         response.status_code = 202
         return response
-    return Response(render_template("web/public/check_inbox.html", form=form))
+    return Response(_check_inbox_page())
 
 
-def _invalid(form: Form, errors: dict[str, list[str]], data: dict[str, Any]) -> Response:
+def _check_inbox_page() -> str:
+    """The "check your inbox" page: the same for every sign-up in a language, so rendered once
+    per language and process (a burst of sign-ups is a burst of this page)."""
+    pages = current_app.extensions.setdefault("mailer.check_inbox_pages", {})
+    locale = visitor.current_locale()
+    if locale not in pages:
+        pages[locale] = render_template("web/public/check_inbox.html", form=None)
+    return pages[locale]
+
+
+def _invalid(form: CachedForm, errors: dict[str, list[str]], data: dict[str, Any]) -> Response:
     if wants_json():
         return error_response(400, errors)
     values = {k: v for k, v in data.items() if k in {"email", "name", "topics"}}
-    return _render_form(form, status=400, errors=errors, values=values)
+    return _render_form(_form_or_404(form.slug), status=400, errors=errors, values=values)
 
 
 # --- confirm -------------------------------------------------------------------------------

@@ -1,21 +1,34 @@
-"""Signing up and confirming: double opt-in, with every step written to the consent ledger."""
+"""Signing up and confirming: double opt-in, with every step written to the consent ledger.
+
+Sign-up requests are written by `write_requests`, one or many in one transaction: the form's
+sign-ups arrive through the intake stream and the workers write them in batches
+(`mailer.subscribers.drain`); an import writes one at a time (`request_subscription`). Both
+go through the same steps, in order, so a batch behaves as its requests made one after another.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from mailer import tasks
-from mailer.consent import ledger
+from mailer.consent import chain, ledger
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
-from mailer.delivery import suppressions
-from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage
+from mailer.delivery.models import (
+    BLOCKING,
+    MessageKind,
+    MessageStatus,
+    OutboundMessage,
+    Suppression,
+)
+from mailer.pseudonyms import keyed
 from mailer.subscribers import status
 from mailer.subscribers.models import (
     Form,
@@ -23,6 +36,7 @@ from mailer.subscribers.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    Topic,
 )
 
 
@@ -52,6 +66,10 @@ class SignupRequest:
     evidence: dict[str, str | None] = field(default_factory=dict)  # channel, origin
     # Where the request came from: a form, or an import without evidence of consent.
     source: ConsentSource = ConsentSource.FORM
+    # When the person asked (the intake writes a request seconds after it); None: now.
+    occurred_at: datetime | None = None
+    # The intake stream entry the request was accepted as; unique on its consent event.
+    intake_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +79,55 @@ class SignupOutcome:
     message_id: int | None  # None: nothing mailed (throttled or suppressed)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A request with its rows resolved: what `write_requests` writes."""
+
+    req: SignupRequest
+    form: Form
+    version: FormVersion
+    topics: list[Topic]  # in the order asked for, each once
+
+
 def new_message_id(domain: str) -> str:
     return f"{uuid.uuid4().hex}@{domain}"
+
+
+def choose_topics(form_topics: Sequence[str], asked: Sequence[str], form_slug: str) -> list[str]:
+    """The topic slugs a request signs up for: those ticked, in order and each once, or the
+    form's only topic when none was ticked. Raises `UnknownTopics` or `NoTopicChosen`."""
+    unknown = sorted(set(asked) - set(form_topics))
+    if unknown:
+        raise UnknownTopics(unknown)
+    if not asked and len(form_topics) > 1:
+        raise NoTopicChosen(form_slug)
+    return list(dict.fromkeys(asked)) or list(form_topics)
+
+
+def load_forms(session: Session, form_ids: Iterable[int]) -> dict[int, Form]:
+    """Forms by id with their topics and versions, in two queries whatever their number."""
+    rows = session.scalars(
+        select(Form)
+        .where(Form.id.in_(sorted(set(form_ids))))
+        .options(selectinload(Form.topics), selectinload(Form.versions))
+    )
+    return {form.id: form for form in rows}
+
+
+def plan(form: Form | None, req: SignupRequest) -> Plan:
+    """Check a request against its form as it is now. Raises `LookupError` (no such form),
+    `UnknownTopics`, `NoTopicChosen` or `UnknownFormVersion`."""
+    if form is None:
+        raise LookupError(f"form {req.form_id} does not exist")
+    by_slug = {t.slug: t for t in form.topics}
+    chosen = choose_topics(list(by_slug), req.topic_slugs, form.slug)
+    if req.form_version_id is None:
+        version = form.current_version
+    else:
+        version = next((v for v in form.versions if v.id == req.form_version_id), None)
+        if version is None:
+            raise UnknownFormVersion(req.form_version_id)
+    return Plan(req, form, version, [by_slug[s] for s in chosen])
 
 
 def request_subscription(
@@ -75,53 +140,120 @@ def request_subscription(
     concurrent signup for the same new address it retries once. At most one email per address
     per window: a confirmation asked for inside the window is sent when the window ends.
     """
-    try:
-        return _request(session, req, window_seconds, domain)
-    except IntegrityError:
-        session.rollback()
-        return _request(session, req, window_seconds, domain)
+    for attempt in range(2):
+        try:
+            checked = plan(session.get(Form, req.form_id), req)
+            (outcome,) = write_requests(session, [checked], window_seconds, domain)
+            session.commit()
+            return outcome
+        except IntegrityError:
+            session.rollback()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
-def _version(session: Session, form: Form, version_id: int | None) -> FormVersion:
-    if version_id is None:
-        return form.current_version
-    version = session.get(FormVersion, version_id)
-    if version is None or version.form_id != form.id:
-        raise UnknownFormVersion(version_id)
-    return version
+def write_requests(
+    session: Session, plans: Sequence[Plan], window_seconds: int, domain: str
+) -> list[SignupOutcome]:
+    """Write sign-up requests in order, as if each came after the one before: the subscriber
+    (created, or found and locked), pending subscriptions for topics not already active, the
+    "requested" consent event (at the request's own time), and the confirmation or "already
+    subscribed" email under the one-email-per-address-per-window rule, unless suppressed.
+
+    The ledger head is taken once for the whole batch. Flushes, does not commit: the caller
+    commits, and the emails are enqueued only then. An IntegrityError means a concurrent
+    writer created one of the addresses (or wrote one of the intake entries): roll back and
+    run the batch again.
+    """
+    if not plans:
+        return []
+    emails = sorted({p.req.email for p in plans})
+    people = _lock(session, emails)
+    waiting = _deferred_confirmations(session, [s.id for s in people.values()])
+    blocked = _blocked(session, emails)
+
+    steps: list[tuple[Plan, Subscriber, list[str]]] = []
+    for p in plans:
+        subscriber = people.get(p.req.email)
+        if subscriber is None:
+            subscriber = people[p.req.email] = _new_subscriber(session, p)
+        steps.append((p, subscriber, _ask(session, subscriber, p.topics)))
+        status.refresh(subscriber)
+    session.flush()  # ids for the new subscribers
+
+    events = chain.append_many(session, [_requested(p, person) for p, person, _ in steps])
+
+    now = utcnow()
+    window = timedelta(seconds=window_seconds)
+    outcomes, mail = [], []
+    for (p, subscriber, to_confirm), event in zip(steps, events, strict=True):
+        kind = MessageKind.CONFIRMATION if to_confirm else MessageKind.ALREADY_SUBSCRIBED
+        message = None
+        if p.req.email not in blocked:
+            send_at = _claim_slot(subscriber, window, now)
+            # A confirmation asked for inside the window goes out when it ends: one waits.
+            defer = kind is MessageKind.CONFIRMATION and subscriber.id not in waiting
+            if send_at is not None and defer:
+                waiting.add(subscriber.id)
+                subscriber.confirmation_sent_at = send_at  # that next window is taken too
+            if send_at is None or defer:
+                message = OutboundMessage(
+                    kind=kind,
+                    subscriber_id=subscriber.id,
+                    consent_event_id=event.id,
+                    form_id=p.form.id,
+                    message_id=new_message_id(domain),
+                    send_after=send_at,
+                )
+                mail.append(message)
+        outcomes.append((subscriber, event, message))
+    session.add_all(mail)
+    session.flush()
+    tasks.send_many_after_commit(session, [(m.id, m.send_after) for m in mail])
+    return [
+        SignupOutcome(person.id, event.id, message.id if message else None)
+        for person, event, message in outcomes
+    ]
 
 
-def _request(session: Session, req: SignupRequest, window: int, domain: str) -> SignupOutcome:
-    form = session.get(Form, req.form_id)
-    if form is None:
-        raise LookupError(f"form {req.form_id} does not exist")
-    by_slug = {t.slug: t for t in form.topics}
-    unknown = sorted(set(req.topic_slugs) - set(by_slug))
-    if unknown:
-        raise UnknownTopics(unknown)
-    if not req.topic_slugs and len(form.topics) > 1:
-        raise NoTopicChosen(form.slug)
-    chosen = list(dict.fromkeys(req.topic_slugs))  # in order, each once
-    topics = [by_slug[s] for s in chosen] if chosen else list(form.topics)
-    version = _version(session, form, req.form_version_id)
+def _lock(session: Session, emails: list[str]) -> dict[str, Subscriber]:
+    """Lock the known addresses for this transaction (a no-op UPDATE, as `status.lock` does:
+    row locks on PostgreSQL, the write lock on SQLite) and load them with their subscriptions
+    fresh. An address erased in between is simply not found: a new sign-up, fresh consent."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.email.in_(emails))
+        .values(id=Subscriber.id)
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.scalars(
+        select(Subscriber)
+        .where(Subscriber.email.in_(emails))
+        .options(selectinload(Subscriber.subscriptions))
+        .execution_options(populate_existing=True)
+    )
+    return {s.email: s for s in rows}
 
-    found = session.scalar(select(Subscriber.id).where(Subscriber.email == req.email))
-    # Locked before use; None when an erasure removed the profile in between: then this is a
-    # new sign-up with fresh consent, as it would be a moment later.
-    subscriber = status.lock(session, found) if found is not None else None
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=req.email,
-            name=req.name if form.ask_name else "",
-            locale=req.visit.locale or form.locale or "en",
-            attributes={},
-            source_form_id=form.id,
-        )
-        session.add(subscriber)
-        session.flush()
 
-    existing = {s.topic_id: s for s in subscriber.subscriptions}
-    to_confirm: list[str] = []
+def _new_subscriber(session: Session, p: Plan) -> Subscriber:
+    subscriber = Subscriber(
+        email=p.req.email,
+        name=p.req.name if p.form.ask_name else "",
+        locale=p.req.visit.locale or p.form.locale or "en",
+        attributes={},
+        source_form_id=p.form.id,
+    )
+    session.add(subscriber)
+    return subscriber
+
+
+def _ask(session: Session, subscriber: Subscriber, topics: list[Topic]) -> list[str]:
+    """Subscriptions pending for `topics` (active ones untouched); the slugs now pending."""
+    existing = {
+        s.topic_id if s.topic_id is not None else s.topic.id: s for s in subscriber.subscriptions
+    }
+    to_confirm = []
     for topic in topics:
         sub = existing.get(topic.id)
         if sub is None:
@@ -131,84 +263,67 @@ def _request(session: Session, req: SignupRequest, window: int, domain: str) -> 
             continue
         sub.status = SubscriptionStatus.PENDING
         to_confirm.append(topic.slug)
-    session.flush()
-    status.refresh(subscriber)
+    return to_confirm
 
-    event = ledger.record(
-        session,
-        ConsentEventType.REQUESTED,
-        subscriber,
-        topics=[t.slug for t in topics],
-        source=req.source,
-        visit=req.visit,
-        form_version=version,
-        evidence={"form_slug": form.slug, "form_version": version.version, **req.evidence},
+
+def _requested(p: Plan, subscriber: Subscriber) -> ConsentEvent:
+    """The "requested" event, with the evidence as captured when the person asked."""
+    visit, version = p.req.visit, p.version
+    return ConsentEvent(
+        type=ConsentEventType.REQUESTED,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        topics=sorted(t.slug for t in p.topics),
+        lawful_basis="consent",
+        form_id=version.form_id,
+        form_version_id=version.id,
+        consent_text_sha256=version.consent_text_sha256,
+        locale=visit.locale or subscriber.locale,
+        source=p.req.source,
+        ip=visit.ip,
+        user_agent=visit.user_agent[:1000] if visit.user_agent else None,
+        evidence={"form_slug": p.form.slug, "form_version": version.version, **p.req.evidence},
+        actor=None,
+        occurred_at=p.req.occurred_at or utcnow(),
+        intake_id=p.req.intake_id,
     )
 
-    message = None
-    kind = MessageKind.CONFIRMATION if to_confirm else MessageKind.ALREADY_SUBSCRIBED
-    if not suppressions.is_blocked(session, req.email):
-        send_at = _mail_slot(session, subscriber.id, window)
-        if send_at is None or (
-            kind is MessageKind.CONFIRMATION and not _deferred(session, subscriber.id, send_at)
-        ):
-            message = OutboundMessage(
-                kind=kind,
-                subscriber_id=subscriber.id,
-                consent_event_id=event.id,
-                form_id=form.id,
-                message_id=new_message_id(domain),
-                send_after=send_at,
-            )
-            session.add(message)
-            session.flush()
-            tasks.send_after_commit(session, message.id, at=send_at)
-    session.commit()
-    return SignupOutcome(subscriber.id, event.id, message.id if message else None)
 
-
-def _mail_slot(session: Session, subscriber_id: int, window: int) -> datetime | None:
-    """Claim this window's one email for the address: None if claimed now, else when the
-    current window ends (the time a deferred confirmation may go out)."""
-    now = utcnow()
-    cutoff = now - timedelta(seconds=window)
-    result = session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .where(
-            (Subscriber.confirmation_sent_at.is_(None)) | (Subscriber.confirmation_sent_at < cutoff)
-        )
-        .values(confirmation_sent_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:
+def _claim_slot(subscriber: Subscriber, window: timedelta, now: datetime) -> datetime | None:
+    """Claim this window's one email for the address (the row is locked): None if claimed
+    now, else when the current window ends (the time a deferred confirmation may go out)."""
+    last = subscriber.confirmation_sent_at
+    if last is None or last < now - window:
+        subscriber.confirmation_sent_at = now
         return None
-    last = session.scalar(
-        select(Subscriber.confirmation_sent_at).where(Subscriber.id == subscriber_id)
-    )
-    return last + timedelta(seconds=window)
+    return last + window
 
 
-def _deferred(session: Session, subscriber_id: int, send_at: datetime) -> bool:
-    """Whether a deferred confirmation already waits for this address; if not, reserve the
-    next window for the one the caller is about to defer."""
-    waiting = session.scalar(
-        select(OutboundMessage.id).where(
-            OutboundMessage.subscriber_id == subscriber_id,
-            OutboundMessage.kind == MessageKind.CONFIRMATION,
-            OutboundMessage.status == MessageStatus.PENDING,
-            OutboundMessage.send_after.is_not(None),
+def _deferred_confirmations(session: Session, subscriber_ids: list[int]) -> set[int]:
+    """Who already has a confirmation waiting for the end of their window."""
+    if not subscriber_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(OutboundMessage.subscriber_id).where(
+                OutboundMessage.subscriber_id.in_(subscriber_ids),
+                OutboundMessage.kind == MessageKind.CONFIRMATION,
+                OutboundMessage.status == MessageStatus.PENDING,
+                OutboundMessage.send_after.is_not(None),
+            )
         )
     )
-    if waiting is not None:
-        return True
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .values(confirmation_sent_at=send_at)
-        .execution_options(synchronize_session=False)
+
+
+def _blocked(session: Session, emails: list[str]) -> set[str]:
+    """The addresses mail must not go to (as `suppressions.is_blocked`, for many at once)."""
+    digests = {keyed(session, email): email for email in emails}
+    rows = session.execute(
+        select(Suppression.email_hmac, Suppression.reason).where(
+            Suppression.email_hmac.in_(list(digests))
+        )
     )
-    return False
+    return {digests[digest] for digest, reason in rows if reason in BLOCKING}
 
 
 @dataclass(frozen=True)
@@ -316,7 +431,8 @@ def resend_confirmation(
         for s in subscriber.subscriptions
         if s.status is SubscriptionStatus.PENDING and s.topic.slug in wanted
     ]
-    if not pending or _mail_slot(session, subscriber.id, window_seconds) is not None:
+    window = timedelta(seconds=window_seconds)
+    if not pending or _claim_slot(subscriber, window, utcnow()) is not None:
         session.rollback()
         return None
     message = OutboundMessage(

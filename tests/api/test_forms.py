@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from mailer.consent.models import ConsentEvent
 from mailer.subscribers.forms import ensure_topic
+from tests import signups
 
 TEXT_1 = "Yes, email me the Shop newsletter. I can unsubscribe at any time."
 TEXT_2 = "Yes, email me the Shop newsletter and offers. I can unsubscribe at any time."
@@ -75,6 +76,7 @@ def test_changing_the_text_adds_a_version_and_events_keep_theirs(client, session
 
     bob = {**sign_up, "email": "bob@example.com"}
     assert client.post("/subscribe/shop", json=bob, headers=origin).status_code == 202
+    signups.drain(client.application)
     versions = client.get(f"{url}/versions", headers=marketer).get_json()
     assert [(v["version"], v["text"], v["sha256"]) for v in versions] == [
         (1, TEXT_1, sha(TEXT_1)),

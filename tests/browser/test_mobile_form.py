@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from mailer.subscribers.models import Subscriber, SubscriberStatus, SubscriptionStatus
+from tests import signups
 from tests.factories import make_form
 from tests.inbox import link
 
@@ -136,7 +137,7 @@ def test_hosted_form_on_a_phone(phone, live_server, session, artifacts):
     phone.assert_clean(page)
 
 
-def test_double_opt_in_journey_in_the_browser(phone, live_server, session, work, inbox):
+def test_double_opt_in_journey_in_the_browser(app, phone, live_server, session, work, inbox):
     make_form(session, topics=("news", "offers"))
     session.commit()
     page = phone.new_page()
@@ -155,6 +156,7 @@ def test_double_opt_in_journey_in_the_browser(phone, live_server, session, work,
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     phone.assert_clean(page)
 
+    signups.drain(app)  # accepted into Redis; the workers write it
     ann = _subscriber(session)
     assert ann is not None and ann.status is SubscriberStatus.PENDING
 
@@ -185,7 +187,7 @@ def test_double_opt_in_journey_in_the_browser(phone, live_server, session, work,
     }
 
 
-def test_form_works_without_javascript(phone_without_js, live_server, session):
+def test_form_works_without_javascript(app, phone_without_js, live_server, session):
     make_form(session, topics=("news", "offers"))
     session.commit()
     page = phone_without_js.new_page()
@@ -199,6 +201,7 @@ def test_form_works_without_javascript(phone_without_js, live_server, session):
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     phone_without_js.assert_clean(page)
 
+    signups.drain(app)
     bob = _subscriber(session, "bob@example.com")
     assert bob is not None and bob.status is SubscriberStatus.PENDING
     assert sorted(s.topic.slug for s in bob.subscriptions) == ["news", "offers"]

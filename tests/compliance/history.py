@@ -20,6 +20,7 @@ from mailer.subscribers.models import Subscriber, Topic
 from mailer.tracking.bounces import record_bounce
 from mailer.tracking.links import TrackingLinks
 from mailer.tracking.models import BounceKind, BounceSource
+from tests import signups
 from tests.factories import make_form
 from tests.inbox import link
 
@@ -48,6 +49,7 @@ def sign_up(client: FlaskClient, work, email: str = EMAIL, name: str = NAME) -> 
         headers={**ORIGIN, **PERSON},
         environ_base=PERSON_ENV,
     )
+    signups.drain(client.application)
     work()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests import signups
 from tests.factories import make_form
 from tests.inbox import link
 
@@ -17,6 +18,7 @@ def subscribed(client, session, work, inbox, email=EMAIL):
         json={"email": email, "consent": True, "name": "Erin"},
         headers={**ORIGIN, "User-Agent": "ErinBrowser/1.0"},
     )
+    signups.drain(client.application)
     work()
     path = link(inbox.messages(email)[-1], "confirm").removeprefix("http://localhost")
     page = client.get(path).get_data(as_text=True)

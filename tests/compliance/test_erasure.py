@@ -11,6 +11,7 @@ from mailer.consent.models import ConsentEvent, ConsentEventType
 from mailer.delivery.models import Suppression, SuppressionReason
 from mailer.models import Base
 from mailer.subscribers.models import Subscriber, SubscriptionStatus
+from tests import signups
 from tests.compliance.subjects import EMAIL, ORIGIN, subscribed
 
 
@@ -66,6 +67,7 @@ def test_signing_up_again_after_erasure_starts_fresh(client, session, work, inbo
         "/subscribe/news", json={"email": EMAIL, "consent": True}, headers=ORIGIN
     )
     assert response.status_code == 202
+    signups.drain(client.application)
     work()
     assert inbox.only()["Subject"] == "Please confirm your subscription"
     session.expire_all()

@@ -13,6 +13,7 @@ from mailer.delivery.models import MessageStatus, OutboundMessage, Suppression
 from mailer.extensions import db, jobs
 from mailer.pseudonyms import keyed
 from mailer.subscribers.models import Subscriber
+from tests import signups
 from tests.conftest import SMTP_PORTS
 from tests.factories import make_form
 from tests.services import free_port
@@ -87,6 +88,7 @@ def test_permanent_refusal_fails_the_message_and_suppresses(make_settings, make_
     with app.app_context():
         make_form(db.session)
         assert _signup(client, "bounce@example.com").status_code == 202
+        signups.drain(app)
         SimpleWorker([jobs.queue], connection=jobs.redis).work(burst=True)
         session = db.session  # closed with the app context
         session.expire_all()
@@ -101,6 +103,7 @@ def test_permanent_refusal_fails_the_message_and_suppresses(make_settings, make_
         session.execute(update(Subscriber).values(confirmation_sent_at=None))
         session.commit()
         assert _signup(client, "bounce@example.com").status_code == 202
+        signups.drain(app)
         session.expire_all()
         assert session.scalar(select(func.count()).select_from(OutboundMessage)) == 1
         assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 2
@@ -112,6 +115,7 @@ def test_temporary_refusal_is_retried_later(make_settings, make_app, refusing_sm
     with app.app_context():
         make_form(db.session)
         _signup(client, "later@example.com")
+        signups.drain(app)
         SimpleWorker([jobs.queue], connection=jobs.redis).work(burst=True)
         session = db.session  # closed with the app context
         session.expire_all()

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from mailer.consent.models import ConsentEvent, ConsentEventType
 from mailer.subscribers.models import Subscriber
 from mailer.tokens import Purpose
+from tests import signups
 from tests.conftest import form_tokens
 from tests.factories import make_form
 from tests.inbox import text_of
@@ -73,7 +74,7 @@ def test_honeypot_answers_like_success_but_does_nothing(client, session, work, i
         json={"email": "victim@example.com", "consent": True, "website": "x"},
         headers=ORIGIN,
     )
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
     human = client.post(
         "/subscribe/news",
@@ -87,6 +88,7 @@ def test_honeypot_answers_like_success_but_does_nothing(client, session, work, i
     assert "Check your inbox" in bot.get_data(as_text=True)
     assert bot_json.status_code == human_json.status_code == 202
     assert bot_json.get_json() == human_json.get_json() == {"status": "pending"}
+    signups.drain(client.application)
     work()
     assert {str(m["X-Catcher-Rcpt-To"]).strip() for m in inbox.messages()} == {
         "ann@example.com",
@@ -102,7 +104,7 @@ def test_honeypot_even_with_bad_fields_gives_nothing_away(client, session, work,
         headers=ORIGIN,
     )
     assert bot.status_code == 202 and bot.get_json() == {"status": "pending"}
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 # --- minimum fill time ---------------------------------------------------------------------
@@ -127,7 +129,7 @@ def test_form_sent_too_fast_is_refused(make_settings, make_app, session, work, i
         headers=JSON_ANSWER,
     )
     assert as_json.status_code == 400 and "started" in _errors(as_json)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 @pytest.mark.parametrize("started", ["", "garbage", "1700000000"])
@@ -144,7 +146,7 @@ def test_missing_or_forged_start_time_is_refused(
         headers=JSON_ANSWER,
     )
     assert response.status_code == 400 and "started" in _errors(response)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_form_filled_at_human_speed_is_accepted(make_settings, make_app, session, work, inbox):
@@ -161,6 +163,7 @@ def test_form_filled_at_human_speed_is_accepted(make_settings, make_app, session
         "/subscribe/news", data={**tokens, "email": "ann@example.com", "consent": "true"}
     )
     assert response.status_code == 200 and "Check your inbox" in response.get_data(as_text=True)
+    signups.drain(app)
     work()
     assert inbox.only()["Subject"] == "Please confirm your subscription"
 
@@ -179,7 +182,7 @@ def test_form_post_without_token_or_origin_is_403(client, session, work, inbox):
         headers=JSON_ANSWER,
     )
     assert as_json.status_code == 403 and "origin" in _errors(as_json)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 @pytest.mark.parametrize("token", ["wrong", "IjEyMyI.ZZZZZZ.abcdefghijklmnop", "x" * 5000])
@@ -198,7 +201,7 @@ def test_form_post_with_wrong_csrf_token_is_400(client, session, work, inbox, to
         headers={**ORIGIN, **JSON_ANSWER},
     )
     assert as_json.status_code == 400 and "csrf_token" in _errors(as_json)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_csrf_token_from_another_browser_is_refused(app, session, work, inbox):
@@ -210,7 +213,7 @@ def test_csrf_token_from_another_browser_is_refused(app, session, work, inbox):
         "/subscribe/news", data={**stolen, "email": "ann@example.com", "consent": "true"}
     )
     assert response.status_code == 400 and "csrf_token" in _html_errors(response)
-    nothing_written(session, work, inbox)
+    nothing_written(app, session, work, inbox)
 
 
 @pytest.mark.parametrize(
@@ -234,7 +237,7 @@ def test_json_from_an_origin_not_on_the_list_is_403(client, session, work, inbox
     assert "origin" in _errors(response)
     no_origin = client.post("/subscribe/news", json={"email": "ann@example.com", "consent": True})
     assert no_origin.status_code == 403 and "origin" in _errors(no_origin)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_embed_snippet_post_from_an_allowed_origin_is_accepted(client, session, work, inbox):
@@ -250,6 +253,7 @@ def test_embed_snippet_post_from_an_allowed_origin_is_accepted(client, session, 
     )
     assert response.status_code == 200
     assert "Check your inbox" in response.get_data(as_text=True)
+    signups.drain(client.application)
     assert len(_requested(session)) == 1
     work()
     assert inbox.only()["Subject"] == "Please confirm your subscription"
@@ -285,6 +289,7 @@ def test_too_many_signups_from_one_ip_is_429(make_settings, make_app, session, w
         client, "other@example.com", headers=JSON_ANSWER, environ_base={"REMOTE_ADDR": "10.0.0.9"}
     )
     assert other.status_code == 202
+    signups.drain(app)
     assert len(_requested(session)) == 4
     work()
     assert len(inbox.messages()) == 4
@@ -306,12 +311,14 @@ def test_too_many_signups_of_one_address_is_429(make_settings, make_app, session
         answers.append(response)
     assert [r.status_code for r in answers] == [202, 202, 429]
     assert "email" in _errors(answers[-1])
+    signups.drain(app)
     assert len(_requested(session)) == 2
     # Other addresses from the same place go through.
     fine = _post_json(
         client, "someone@example.com", headers=JSON_ANSWER, environ_base={"REMOTE_ADDR": "10.0.0.3"}
     )
     assert fine.status_code == 202
+    signups.drain(app)
     work()
     assert len(inbox.messages("victim@example.com")) == 1
 
@@ -324,6 +331,7 @@ def test_list_bombing_one_address_gets_one_email(client, session, work, inbox):
         )
         assert response.status_code == 202
         assert response.get_json() == {"status": "pending"}
+    signups.drain(client.application)
     work()
     (mail,) = inbox.messages()
     assert mail["Subject"] == "Please confirm your subscription"
@@ -336,6 +344,7 @@ def test_list_bombing_one_address_gets_one_email(client, session, work, inbox):
         "/subscribe/news",
         data={**_page_tokens(client), "email": "victim@example.com", "consent": "true"},
     )
+    signups.drain(client.application)
     work()
     assert len(inbox.messages()) == 1
     assert len(_requested(session)) == 6
@@ -371,7 +380,7 @@ def test_name_with_line_breaks_is_refused(client, session, work, inbox, name):
         data={**_page_tokens(client), "email": "eve@example.com", "consent": "true", "name": name},
     )
     assert page.status_code == 400 and "name" in _html_errors(page)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 # Every header a confirmation email has; the sink adds the two X-Catcher ones.
@@ -406,6 +415,7 @@ def test_unusual_name_is_mailed_safely(client, session, work, inbox, name):
     make_form(session)
     response = _post_json(client, "ann@example.com", name=name)
     assert response.status_code == 202
+    signups.drain(client.application)
     work()
     mail = inbox.only()
     assert str(mail["X-Catcher-Rcpt-To"]).strip() == "ann@example.com"
@@ -468,6 +478,7 @@ def test_an_old_unsubscribe_link_still_unsubscribes(client, session, work, inbox
 
     make_form(session)
     _post_json(client, "ann@example.com")
+    signups.drain(client.application)
     ann = session.scalar(select(Subscriber))
     serializer = itsdangerous.URLSafeTimedSerializer(
         "test-secret-key-not-for-production", salt=Purpose.UNSUBSCRIBE.value, signer=TwoYearsAgo

@@ -11,6 +11,7 @@ from mailer.delivery.models import OutboundMessage
 from mailer.extensions import jobs
 from mailer.subscribers.forms import set_consent_text
 from mailer.subscribers.models import Subscriber, SubscriberStatus, SubscriptionStatus
+from tests import signups
 from tests.conftest import form_tokens
 from tests.factories import make_form
 from tests.inbox import link
@@ -42,6 +43,7 @@ def test_the_text_recorded_is_the_text_the_page_showed(client, session):
         "/subscribe/news", data={**form_tokens(page), "email": "ann@example.com", "consent": "true"}
     )
     assert response.status_code == 200
+    signups.drain(client.application)
     (event,) = _events(session, ConsentEventType.REQUESTED)
     assert event.form_version_id == v1.id != v2.id
     assert event.consent_text_sha256 == v1.consent_text_sha256
@@ -63,6 +65,7 @@ def test_the_embed_snippet_carries_its_text_version(client, session):
             "form_version": str(form.versions[0].id),
         },
     )
+    signups.drain(client.application)
     (event,) = _events(session, ConsentEventType.REQUESTED)
     assert event.form_version_id == form.versions[0].id
     assert event.evidence["channel"] == "embed"
@@ -91,6 +94,7 @@ def test_withdrawing_a_request_leaves_earlier_consent_alone(client, session, wor
         headers=ORIGIN,
         json={"email": "ann@example.com", "consent": True, "topics": ["alpha"]},
     )
+    signups.drain(client.application)
     work()
     _confirm(client, inbox.only())
     inbox.clear()
@@ -101,6 +105,7 @@ def test_withdrawing_a_request_leaves_earlier_consent_alone(client, session, wor
         headers=ORIGIN,
         json={"email": "ann@example.com", "consent": True, "topics": ["alpha", "beta"]},
     )
+    signups.drain(client.application)
     work()
     withdraw = link(inbox.only(), "unsubscribe").removeprefix("http://localhost")
     client.post(withdraw, data={"List-Unsubscribe": "One-Click"})
@@ -118,6 +123,7 @@ def test_confirming_a_withdrawn_request_says_so(client, session, work, inbox):
     client.post(
         "/subscribe/news", headers=ORIGIN, json={"email": "ann@example.com", "consent": True}
     )
+    signups.drain(client.application)
     work()
     mail = inbox.only()
     client.post(
@@ -140,6 +146,7 @@ def test_a_second_request_inside_the_window_is_confirmed_later(app, client, sess
     client.post(
         "/subscribe/other", headers=ORIGIN, json={"email": "ann@example.com", "consent": True}
     )
+    signups.drain(app)
     work()
     assert len(inbox.messages()) == 1, "one email per address per window"
     session.expire_all()
@@ -153,5 +160,6 @@ def test_a_second_request_inside_the_window_is_confirmed_later(app, client, sess
     client.post(
         "/subscribe/other", headers=ORIGIN, json={"email": "ann@example.com", "consent": True}
     )
+    assert signups.drain(app) == 1
     session.expire_all()
     assert len(session.scalars(select(OutboundMessage)).all()) == 2

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from mailer.consent.models import ConsentEvent, ConsentEventType
 from mailer.subscribers.models import Subscriber, SubscriberStatus, SubscriptionStatus
+from tests import signups
 from tests.conftest import form_tokens
 from tests.factories import CONSENT, make_form
 from tests.inbox import link, links, text_of
@@ -15,7 +16,9 @@ def _signup(client, slug="news", email="ann@example.com", **extra):
     page = client.get(f"/subscribe/{slug}")
     assert page.status_code == 200
     data = {**form_tokens(page.get_data(as_text=True)), "email": email, "consent": "on", **extra}
-    return client.post(f"/subscribe/{slug}", data=data)
+    response = client.post(f"/subscribe/{slug}", data=data)
+    signups.drain(client.application)  # accepted into Redis; the workers write it
+    return response
 
 
 def _subscriber(session, email="ann@example.com") -> Subscriber:
@@ -220,6 +223,7 @@ def test_resubmitting_a_confirmed_address_neither_downgrades_nor_reveals(
     )
     assert json_new.status_code == json_known.status_code == 202
     assert json_new.get_json() == json_known.get_json() == {"status": "pending"}
+    signups.drain(client.application)
 
     ann = _subscriber(session)
     assert ann.status is SubscriberStatus.ACTIVE
@@ -247,6 +251,7 @@ def test_consent_text_shown_is_the_one_recorded(client, session):
     client.post(
         "/subscribe/news", data={**form_tokens(page), "email": "x@example.com", "consent": "true"}
     )
+    signups.drain(client.application)
     (event,) = _events(session, ConsentEventType.REQUESTED)
     assert event.form_version_id == v2.id and v2.version == 2
     assert (
@@ -288,4 +293,5 @@ def test_a_topic_ticked_twice_counts_once(client, session):
         headers={"Origin": "https://shop.example"},
     )
     assert response.status_code == 202
+    signups.drain(client.application)
     assert [s.topic.slug for s in _subscriber(session).subscriptions] == ["news"]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mailer.subscribers.models import Form, Subscriber
+from tests import signups
 from tests.conftest import form_tokens
 from tests.factories import make_form
 from tests.public.expect import counts, nothing_written
@@ -186,7 +187,7 @@ def test_json_bad_field_is_named_and_nothing_is_written(
     assert response.mimetype == "application/json"
     errors = _errors(response)
     assert field in errors, errors
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_json_several_bad_fields_are_all_named(client, session, work, inbox):
@@ -194,7 +195,7 @@ def test_json_several_bad_fields_are_all_named(client, session, work, inbox):
     response = _post_json(client, {"email": "nope", "consent": "no", "name": "a\nb"})
     assert response.status_code == 400
     assert {"email", "consent", "name"} <= set(_errors(response))
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_idn_domain_is_stored_normalised_and_mailed_in_punycode(client, session, work, inbox):
@@ -203,6 +204,7 @@ def test_idn_domain_is_stored_normalised_and_mailed_in_punycode(client, session,
     assert response.status_code == 202, response.get_data(as_text=True)
     assert response.get_json() == {"status": "pending"}
 
+    signups.drain(client.application)
     session.expire_all()
     emails = session.scalars(select(Subscriber.email)).all()
     assert emails == ["ann@exämple.com"]
@@ -218,6 +220,7 @@ def test_idn_address_in_the_to_header_is_readable(client, session, work, inbox):
     a mail reader then shows the address, in either spelling, not mojibake."""
     make_form(session)
     assert _post_json(client, {"email": "ann@Exämple.com", "consent": True}).status_code == 202
+    signups.drain(client.application)
     work()
     mail = inbox.only()
     (to,) = mail["To"].addresses
@@ -277,7 +280,7 @@ def test_html_form_is_shown_again_with_the_message_next_to_the_field(
     assert 'name="csrf_token"' in html and 'name="started"' in html
     email_input = re.search(r'<input id="email"[^>]*>', html, re.S).group(0)
     assert f'value="{kept}"' in email_input
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 # --- the request itself is wrong -----------------------------------------------------------
@@ -303,7 +306,7 @@ def test_wrong_content_type_is_415(client, session, work, inbox, body, content_t
     # A person posting from a page gets a page that says the same.
     page = client.post("/subscribe/news", data=body, headers={**ORIGIN, "Content-Type": "x/y"})
     assert page.status_code == 415 and "content_type" in _html_errors(page)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 @pytest.mark.parametrize(
@@ -331,7 +334,7 @@ def test_malformed_json_is_a_client_error(client, session, work, inbox, body):
     assert 400 <= response.status_code < 500, response.status_code
     errors = _errors(response)
     assert {"content_type", "body", "request"} & set(errors), errors
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 @pytest.mark.parametrize("kind", ["json", "form", "multipart"])
@@ -354,7 +357,7 @@ def test_oversized_body_is_413(client, session, work, inbox, kind):
         )
     assert response.status_code == 413
     assert "body" in _errors(response)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_body_limit_follows_the_setting(make_settings, make_app, session, work, inbox):
@@ -367,7 +370,7 @@ def test_body_limit_follows_the_setting(make_settings, make_app, session, work, 
         headers={**ORIGIN},
     )
     assert response.status_code == 413 and "body" in _errors(response)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 NOT_FOUND_FIELDS = {"form", "url"}
@@ -388,7 +391,7 @@ def test_unknown_form_is_404(client, session, work, inbox, slug):
     )
     assert posted.status_code == 404 and NOT_FOUND_FIELDS & _html_errors(posted)
     assert client.get(f"/subscribe/{slug}/embed").status_code == 404
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
@@ -402,7 +405,7 @@ def test_wrong_method_is_405(client, session, work, inbox, method):
     )
     assert response.status_code == 405
     assert "method" in _errors(response)
-    nothing_written(session, work, inbox)
+    nothing_written(client.application, session, work, inbox)
 
 
 def test_405_says_which_methods_are_allowed(client, session):
@@ -531,11 +534,14 @@ def test_any_input_gets_a_considered_answer(
     assert response.mimetype == "application/json"
     if response.status_code == 202:
         assert response.get_json() == {"status": "pending"}
+        # Whatever was accepted, the workers can write: nothing is dropped on the way.
+        assert signups.drain(roomy_client.application) == 1
         return
     errors = _errors(response)
     if response.status_code == 400:
         named = set(errors) & (set(payload) | FIELDS)
         assert named, (errors, sorted(payload))
+    assert signups.waiting(roomy_client.application) == 0, "a refused sign-up is not accepted"
     assert counts(session) == before, "a refused sign-up must not write anything"
 
 

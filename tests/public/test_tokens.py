@@ -22,6 +22,7 @@ from mailer.subscribers.models import (
     SubscriptionStatus,
 )
 from mailer.tokens import Purpose
+from tests import signups
 from tests.factories import make_form
 from tests.inbox import link
 
@@ -50,6 +51,7 @@ def _sign_up(client, work, inbox, email="ann@example.com"):
         "/subscribe/news", json={"email": email, "consent": True}, headers=ORIGIN
     )
     assert response.status_code == 202
+    signups.drain(client.application)
     work()
     return inbox.only(email)
 
@@ -409,6 +411,7 @@ def test_get_and_head_with_valid_tokens_change_nothing(client, session, work, in
         headers=ORIGIN,
     )
     assert response.status_code == 202
+    signups.drain(client.application)
     work()
     mail = inbox.only()
     ann = _subscriber(session)

@@ -21,6 +21,7 @@ from rq import SimpleWorker
 from mailer.accounts.models import Role
 from mailer.accounts.users import create_api_key
 from mailer.extensions import jobs
+from tests import signups
 from tests.campaigns.conftest import make_audience, make_campaign
 from tests.factories import make_form
 from tests.reliability import spamassassin
@@ -84,6 +85,7 @@ def test_confirmation_email_scores_below_two(sending_app, smtp_server, recorder)
         headers={"Origin": f"https://www.{DOMAIN}"},
     )
     assert response.status_code == 202, response.get_json()
+    signups.drain(sending_app)
     _work(sending_app)
     (received,) = smtp_server.received
     message = received.message()

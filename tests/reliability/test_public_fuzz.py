@@ -38,6 +38,7 @@ from mailer.subscribers.models import Subscriber, Subscription
 from mailer.tokens import Purpose
 from mailer.tracking.links import TrackingLinks
 from mailer.tracking.stream import STREAM
+from tests import signups
 from tests.campaigns.conftest import make_audience, make_campaign
 from tests.conftest import CSRF
 from tests.factories import make_form
@@ -97,6 +98,7 @@ def tokens(fuzz_app) -> dict[str, tuple[Purpose, str, bool]]:
         headers={"Origin": "https://shop.example"},
     )
     assert signed_up.status_code == 202
+    signups.drain(fuzz_app)
     topic, ids = make_audience(session, 2, topic_slug="offers")
     campaign = make_campaign(session, topic)
     _, key = create_api_key(session, Role.MARKETER, "fuzz")

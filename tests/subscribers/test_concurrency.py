@@ -12,6 +12,7 @@ from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage
 from mailer.extensions import db
 from mailer.subscribers import notices, preferences, signup
+from tests import signups
 from tests.factories import make_form
 
 ORIGIN = {"Origin": "https://shop.example"}
@@ -42,6 +43,7 @@ def _pending_signup(client, session, welcome=True):
     client.post(
         "/subscribe/news", json={"email": "ann@example.com", "consent": True}, headers=ORIGIN
     )
+    signups.drain(client.application)
     return session.scalar(select(OutboundMessage.id))
 
 

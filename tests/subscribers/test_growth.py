@@ -17,6 +17,7 @@ from mailer.delivery import suppressions
 from mailer.delivery.models import OutboundMessage, SuppressionReason
 from mailer.subscribers import growth, signup
 from mailer.subscribers.models import Form, Subscriber, SubscriberStatus
+from tests import signups
 from tests.factories import make_form
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
@@ -117,6 +118,7 @@ def test_a_real_sign_up_and_confirmation_count_today(client, session):
         json={"email": "ann@example.com", "consent": True},
         headers={"Origin": "https://shop.example"},
     )
+    signups.drain(client.application)
     signup.confirm(session, session.scalar(select(OutboundMessage.id)), Visit(), "localhost")
     span = growth.period(utcnow(), 30)
     daily = growth.daily(session, span)
