@@ -302,7 +302,8 @@ def signup_section(r: SignupResult, info: RunInfo) -> str:
         f"included, none refused); the database holds {_n(r.subscribers)} new subscribers "
         f'(requests still in flight when wrk stopped count too), each with its "requested" '
         f"consent event ({_n(r.events)}) and its confirmation email ({_n(r.emails)} rows, "
-        f"{_n(r.queued)} RQ jobs). {r.settings['send_workers']} `mailer worker --burst` "
+        f"{_n(r.queued)} in queued send jobs of up to 50). {r.settings['send_workers']} "
+        "`mailer worker --burst` "
         "then sent them all in "
         f"{_n(r.send_seconds, 1)} s ({_n(r.sent / r.send_seconds)} emails/s); the SMTP sink "
         f"accepted {_n(r.sent)}.",

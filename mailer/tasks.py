@@ -29,6 +29,7 @@ RUN_EXPORT = "workers.jobs.run_export"
 PURGE_EXPORTS = "workers.jobs.purge_exports"
 VERIFY_LEDGER = "workers.jobs.verify_ledger"
 DRAIN_SIGNUPS = "workers.jobs.drain_signups"
+SEND_MESSAGES = "workers.jobs.send_messages"
 ALL_JOBS = (
     SEND_MESSAGE,
     REQUEUE_PENDING,
@@ -43,6 +44,7 @@ ALL_JOBS = (
     PURGE_EXPORTS,
     VERIFY_LEDGER,
     DRAIN_SIGNUPS,
+    SEND_MESSAGES,
 )
 # Jobs that loop for a while (a sender works up to a minute per run, then hands over).
 LONG_JOBS = {SEND_CAMPAIGN: 900, START_CAMPAIGN: 1800}
@@ -99,6 +101,11 @@ def send_many_after_commit(session: Session, messages: list[tuple[int, datetime 
     after_commit(session, lambda: _enqueue_sends(messages))
 
 
+# System emails due now, per job when a batch of sign-ups queues many: an RQ job has a fixed
+# cost (a fork, a database connection, the settings and the DKIM key loaded) worth sharing.
+MESSAGES_PER_JOB = 50
+
+
 def _enqueue_sends(messages: list[tuple[int, datetime | None]]) -> None:
     now = [message_id for message_id, at in messages if at is None]
     for message_id, at in messages:
@@ -108,15 +115,16 @@ def _enqueue_sends(messages: list[tuple[int, datetime | None]]) -> None:
         return
     if _queue is None:
         raise RuntimeError("mailer.tasks.configure() was not called")
+    chunks = [now[i : i + MESSAGES_PER_JOB] for i in range(0, len(now), MESSAGES_PER_JOB)]
     jobs = [
         Queue.prepare_data(
-            SEND_MESSAGE,
-            (message_id,),
-            timeout=LONG_JOBS.get(SEND_MESSAGE, 120),
+            SEND_MESSAGE if len(chunk) == 1 else SEND_MESSAGES,
+            (chunk[0],) if len(chunk) == 1 else (chunk,),
+            timeout=LONG_JOBS.get(SEND_MESSAGE, 120) if len(chunk) == 1 else 600,
             failure_ttl=7 * 24 * 3600,
             retry=RETRY,
         )
-        for message_id in now
+        for chunk in chunks
     ]
     try:
         _queue.enqueue_many(jobs)

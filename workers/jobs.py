@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app
 from rq import get_current_job
 
@@ -12,6 +14,7 @@ from mailer.compliance import export_jobs, retention, staff_log, verification
 from mailer.config import Settings
 from mailer.consent import chain
 from mailer.database import utcnow
+from mailer.delivery.models import MessageStatus
 from mailer.delivery.sender import Sender
 from mailer.extensions import db, jobs
 from mailer.settings import store
@@ -35,6 +38,28 @@ def send_message(message_id: int) -> str | None:
     with db.sessionmaker() as session:
         result = notices.send(session, message_id, sender, ctx.links, final_attempt=final)
     return result.value if result else None
+
+
+def send_messages(message_ids: list[int]) -> int:
+    """Send system emails queued together (a batch of sign-ups) in one job: one fork, one
+    database connection, one SMTP sender. A message that fails for a temporary reason is put
+    back to pending (`notices.send`) and gets a job of its own, with the usual retries and
+    back-off; the others go on. Rerunning is safe: a message sent already is skipped.
+    Returns how many were sent."""
+    ctx = current_app.extensions["mailer.delivery"]
+    sender = Sender(_settings())
+    sent = 0
+    with db.sessionmaker() as session:
+        for message_id in message_ids:
+            try:
+                result = notices.send(session, message_id, sender, ctx.links)
+            except Exception:
+                session.rollback()
+                retry_at = utcnow() + timedelta(seconds=tasks.RETRY.intervals[0])
+                tasks.enqueue(tasks.SEND_MESSAGE, message_id, at=retry_at)
+                continue
+            sent += result is MessageStatus.SENT
+    return sent
 
 
 def requeue_pending_messages() -> int:
