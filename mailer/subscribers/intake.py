@@ -22,16 +22,12 @@ not wait for `mailer cron`, and a burst enqueues at most one job per window.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
-from redis.exceptions import ResponseError
 
+from mailer import streams
 from mailer.consent.ledger import Visit
 from mailer.consent.models import ConsentSource
 from mailer.subscribers import signup
@@ -45,10 +41,8 @@ KICK_MS = 500
 FORMAT = "1"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-# A consumer that has not touched the group for this long is gone (a drain run takes seconds).
-FORGET_CONSUMERS_AFTER_MS = 3600 * 1000
 
-Entry = tuple[str, dict[str, str]]
+Entry = streams.Entry
 
 
 @dataclass(frozen=True)
@@ -149,88 +143,12 @@ def push(connection: redis.Redis, accepted: Accepted) -> bool:
     return bool(kicked)
 
 
-def consumer_name() -> str:
-    """Unique per drain run, so a run's unacknowledged entries are told apart from others'."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def ensure_group(connection: redis.Redis) -> None:
-    """Create the stream and group once; from id 0, so entries made before it are read too."""
-    try:
-        connection.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def read_new(connection: redis.Redis, consumer: str, count: int) -> list[Entry]:
-    """Entries no consumer has read yet; they are pending for `consumer` from now on."""
-    reply = connection.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
-    if not reply:
-        return []
-    return [(_text(entry_id), _fields(fields)) for entry_id, fields in reply[0][1]]
-
-
-def claim_stale(
-    connection: redis.Redis, consumer: str, min_idle_ms: int, count: int, start: str = "0-0"
-) -> tuple[str, list[Entry], list[str]]:
-    """Take over entries pending on other consumers for at least `min_idle_ms`.
-
-    Returns (next start id, "0-0" when the scan is done; the claimed entries; ids of
-    pending entries that no longer exist in the stream, which only need acknowledging).
-    """
-    reply = connection.xautoclaim(STREAM, GROUP, consumer, min_idle_ms, start, count=count)
-    next_start = _text(reply[0])
-    gone = [_text(i) for i in (reply[2] if len(reply) > 2 else [])]
-    entries = []
-    for entry_id, fields in reply[1]:
-        if fields is None:  # Redis 6.2 reports deleted entries this way
-            gone.append(_text(entry_id))
-        else:
-            entries.append((_text(entry_id), _fields(fields)))
-    return next_start, entries, gone
-
-
-def acknowledge(connection: redis.Redis, ids: Iterable[str]) -> None:
-    """Done with these entries: out of the pending list and out of the stream, atomically."""
-    ids = list(ids)
-    if not ids:
-        return
-    pipe = connection.pipeline(transaction=True)
-    pipe.xack(STREAM, GROUP, *ids)
-    pipe.xdel(STREAM, *ids)
-    pipe.execute()
-
-
-def release(connection: redis.Redis, consumer: str, ids: Iterable[str], idle_ms: int) -> None:
-    """Hand entries this run could not write (the database is down) to the next run at once:
-    they stay pending, marked idle for `idle_ms`, which `claim_stale` takes as long enough."""
-    ids = list(ids)
-    if ids:
-        connection.xclaim(STREAM, GROUP, consumer, 0, ids, idle=idle_ms, justid=True)
-
-
-def waiting(connection: redis.Redis) -> int:
-    """Entries not yet written: in the stream, read or not (acknowledged ones are deleted)."""
-    return int(connection.xlen(STREAM))
-
-
-def retire(connection: redis.Redis, consumer: str) -> None:
-    """Remove `consumer` if it holds nothing, and consumers idle for an hour that hold nothing.
-
-    Only empty consumers are removed: deleting a consumer drops its pending entries.
-    """
-    for info in connection.xinfo_consumers(STREAM, GROUP):
-        name = _text(info["name"])
-        if int(info["pending"]):
-            continue
-        if name == consumer or int(info["idle"]) > FORGET_CONSUMERS_AFTER_MS:
-            connection.xgroup_delconsumer(STREAM, GROUP, name)
-
-
-def _fields(raw: dict) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+DRAIN = streams.Group(STREAM, GROUP)
+consumer_name = streams.consumer_name
+ensure_group = DRAIN.ensure
+read_new = DRAIN.read_new
+claim_stale = DRAIN.claim_stale
+acknowledge = DRAIN.acknowledge
+release = DRAIN.release
+waiting = DRAIN.waiting
+retire = DRAIN.retire
