@@ -86,17 +86,13 @@ def own_postgres():
     cluster.stop()
 
 
-@pytest.fixture
-def restart_fleet(own_postgres, make_app, redis_server, smtp_server, tmp_path):
-    """`restart_fleet(**env)` → (app, Processes, env): an in-process app and real `mailer`
-    processes on the suite's own PostgreSQL cluster, Redis and SMTP server, all with one set of
-    settings (fast leases and sweeps, so recovery takes seconds)."""
+def _fleet(database_url, make_app, redis_server, smtp_server, tmp_path):
+    """`build(**env)` → (app, Processes, env) on `database_url`, and a `stop()` for them all."""
     from mailer import config
     from tests.campaigns.conftest import FAST_RECOVERY
     from tests.campaigns.processes import Processes
     from tests.conftest import RELAXED_LIMITS
 
-    own_postgres.empty()
     started: list[Processes] = []
 
     def build(**overrides: str):
@@ -104,7 +100,7 @@ def restart_fleet(own_postgres, make_app, redis_server, smtp_server, tmp_path):
             "MAILER_ENV": "test",
             "MAILER_INSTANCE_PATH": str(tmp_path / "instance"),
             "MAILER_SECRET_KEY": "test-secret-key-not-for-production",
-            "MAILER_DATABASE_URL": own_postgres.url,
+            "MAILER_DATABASE_URL": database_url,
             "MAILER_REDIS_URL": redis_server.url,
             "MAILER_SMTP_URL": smtp_server.url,
             "MAILER_BASE_URL": "http://localhost",
@@ -119,6 +115,28 @@ def restart_fleet(own_postgres, make_app, redis_server, smtp_server, tmp_path):
         started.append(procs)
         return app, procs, env
 
+    def stop() -> None:
+        for procs in started:
+            procs.stop_all()
+
+    return build, stop
+
+
+@pytest.fixture
+def restart_fleet(own_postgres, make_app, redis_server, smtp_server, tmp_path):
+    """`restart_fleet(**env)` → (app, Processes, env): an in-process app and real `mailer`
+    processes on the suite's own PostgreSQL cluster, Redis and SMTP server, all with one set of
+    settings (fast leases and sweeps, so recovery takes seconds)."""
+    own_postgres.empty()
+    build, stop = _fleet(own_postgres.url, make_app, redis_server, smtp_server, tmp_path)
     yield build
-    for procs in started:
-        procs.stop_all()
+    stop()
+
+
+@pytest.fixture
+def run_fleet(database_url, make_app, redis_server, smtp_server, tmp_path):
+    """`run_fleet(**env)`: as `restart_fleet`, on the run's own database (SQLite or
+    PostgreSQL), for tests that do not restart it."""
+    build, stop = _fleet(database_url, make_app, redis_server, smtp_server, tmp_path)
+    yield build
+    stop()

@@ -16,52 +16,28 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from mailer.accounts.models import Role
 from mailer.accounts.users import create_api_key
 from mailer.campaigns.models import CampaignStatus, DeliveryStatus
-from tests.campaigns.conftest import FAST_RECOVERY, make_audience, make_campaign
-from tests.campaigns.processes import Processes, wait_for
+from tests.campaigns.conftest import make_audience, make_campaign
+from tests.campaigns.processes import wait_for
 from tests.reliability import racing
 from tests.reliability.conftest import Tally
 
 
 @pytest.fixture
-def racing_fleet(make_app, database_url, redis_server, smtp_server, tmp_path) -> Iterator:
-    """`racing_fleet(**env)` → (app, Processes): an in-process app and real `mailer`
-    processes on the run's database, Redis and the suite's SMTP server, one set of settings
-    (fast leases: a lost page is taken over within seconds)."""
-    from mailer import config
-    from tests.conftest import RELAXED_LIMITS
-
-    started: list[Processes] = []
+def racing_fleet(run_fleet):
+    """`racing_fleet(**env)` → (app, Processes) on the run's database (fast leases: a lost
+    page is taken over within seconds)."""
 
     def build(**overrides: str):
-        env = {
-            "MAILER_ENV": "test",
-            "MAILER_INSTANCE_PATH": str(tmp_path / "instance"),
-            "MAILER_SECRET_KEY": "test-secret-key-not-for-production",
-            "MAILER_DATABASE_URL": database_url,
-            "MAILER_REDIS_URL": redis_server.url,
-            "MAILER_SMTP_URL": smtp_server.url,
-            "MAILER_BASE_URL": "http://localhost",
-            **RELAXED_LIMITS,
-            **FAST_RECOVERY,
-            **overrides,
-        }
-        app = make_app(config.load(env))
-        logs = tmp_path / "logs"
-        logs.mkdir(exist_ok=True)
-        procs = Processes(env, logs)
-        started.append(procs)
+        app, procs, _env = run_fleet(**overrides)
         return app, procs
 
-    yield build
-    for procs in started:
-        procs.stop_all()
+    return build
 
 
 def _start_sending(app, recipients: int) -> tuple[int, object]:
