@@ -116,14 +116,21 @@ def _server_error(exc: Any) -> Response:
     return error_response(500, {"request": [_("Something went wrong on our side. Try again.")]})
 
 
-def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
     # Our URLs carry tokens: never leak them to another site through Referer.
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    ("Referrer-Policy", "no-referrer"),
+)
+NO_STORE = ("Cache-Control", "no-store")  # every answer but static files
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS:
+        response.headers.setdefault(name, value)
     if request.endpoint != "static":
-        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault(*NO_STORE)
     return response
 
 

@@ -32,11 +32,22 @@ from mailer.tokens import Purpose, TokenError
 from mailer.web import CSP, error_response, wants_json
 
 bp = Blueprint("public", __name__)
-bp.record_once(lambda state: form_cache.install(state.app))
 
 HONEYPOT = "website"
 SIGNUP_ARGS = SignupArgs()
 SLUG_RE = re.compile(SLUG)
+# The sign-up's rate limits, as Flask-Limiter keys them (the fast path draws on the same).
+SIGNUP_ENDPOINT = "public.subscribe"
+SIGNUP_IP_SCOPE = "signup-ip"
+ADDRESS_SCOPE = "address"
+
+
+@bp.record_once
+def _install(state: Any) -> None:
+    from mailer.public import signup_path
+
+    form_cache.install(state.app)
+    signup_path.install(state.app)
 
 
 def _settings():
@@ -129,11 +140,13 @@ def embed(slug: str) -> Response:
 
 @bp.post("/subscribe/<slug>")
 @csrf.exempt  # checked below: our token, or an Origin on the form's allow-list
-@limiter.limit(_signup_limit, scope="signup-ip")
-@limiter.limit(_address_limit, key_func=visitor.address_key, scope="address")
+@limiter.limit(_signup_limit, scope=SIGNUP_IP_SCOPE)
+@limiter.limit(_address_limit, key_func=visitor.address_key, scope=ADDRESS_SCOPE)
 def subscribe(slug: str) -> Response:
     """Check the request, then accept it into the sign-up intake (one Redis XADD, no SQL):
-    the workers write it within seconds (`mailer.subscribers.drain`)."""
+    the workers write it within seconds (`mailer.subscribers.drain`). The ordinary sign-up
+    is accepted before it gets here, with the same checks (`signup_path`); this view answers
+    the rest, refusals included."""
     form = _cached_form_or_404(slug)
     data = visitor.body()
     provenance = _check_provenance(form, data)

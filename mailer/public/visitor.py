@@ -67,6 +67,11 @@ def address_key() -> str:
         raw = data.get("email") if isinstance(data, dict) else None
     else:
         raw = request.form.get("email")
+    return address_key_of(raw, current_app.config["MAILER"].ledger_key)
+
+
+def address_key_of(raw: Any, ledger_key: bytes) -> str:
+    """`address_key` of a submitted email field (also the sign-up's fast path's)."""
     if not isinstance(raw, str):
         return "address:"
     raw = raw.strip()[:320]
@@ -76,6 +81,10 @@ def address_key() -> str:
         address = normalise_email(raw)
     except ValueError:
         address = raw.lower()
+    return address_key_of_normalised(address, ledger_key)
+
+
+def address_key_of_normalised(address: str, ledger_key: bytes) -> str:
+    """`address_key` of an address already in its normal form (`normalise_email`)."""
     # Redis keeps the key for the limit's window: an HMAC, never the address itself.
-    key = current_app.config["MAILER"].ledger_key
-    return "address:" + hmac.new(key, address.encode(), hashlib.sha256).hexdigest()
+    return "address:" + hmac.new(ledger_key, address.encode(), hashlib.sha256).hexdigest()

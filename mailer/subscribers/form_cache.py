@@ -110,6 +110,14 @@ class FormCache:
             self._forms[slug] = (form, generation, now)
         return form
 
+    def peek(self, slug: str) -> tuple[CachedForm, bytes] | None:
+        """The cached form and the generation it was loaded at, if loaded within the TTL; no
+        Redis. The caller must check the generation itself (`admission` does, in its script)."""
+        cached = self._forms.get(slug)
+        if cached is None or time.monotonic() - cached[2] >= self.ttl:
+            return None
+        return cached[0], cached[1]
+
 
 def _snapshot_or_none(form: Form | None) -> CachedForm | None:
     return snapshot(form) if form is not None and form.versions else None
