@@ -42,14 +42,14 @@ def send_message(message_id: int) -> str | None:
 
 def send_messages(message_ids: list[int]) -> int:
     """Send system emails queued together (a batch of sign-ups) in one job: one fork, one
-    database connection, one SMTP sender. A message that fails for a temporary reason is put
+    database connection, one SMTP connection. A message that fails for a temporary reason is put
     back to pending (`notices.send`) and gets a job of its own, with the usual retries and
     back-off; the others go on. Rerunning is safe: a message sent already is skipped.
     Returns how many were sent."""
     ctx = current_app.extensions["mailer.delivery"]
     sender = Sender(_settings())
     sent = 0
-    with db.sessionmaker() as session:
+    with db.sessionmaker() as session, sender.one_connection():
         for message_id in message_ids:
             try:
                 result = notices.send(session, message_id, sender, ctx.links)

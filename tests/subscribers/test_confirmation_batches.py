@@ -3,13 +3,18 @@ still gives each email its own retries."""
 
 from __future__ import annotations
 
+import threading
+
+from aiosmtpd.controller import Controller
 from rq import SimpleWorker
 from sqlalchemy import select
 
 from mailer import tasks
-from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage
+from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage, Suppression
 from mailer.extensions import jobs
+from mailer.subscribers.models import Subscriber
 from tests import signups
+from tests.conftest import SMTP_PORTS
 from tests.factories import make_form
 from tests.services import free_port
 
@@ -85,3 +90,62 @@ def test_with_the_smtp_server_down_each_email_of_a_batch_retries_on_its_own(
     assert all(m.error for m in messages)
     assert failed == 0
     assert retried == sorted(m.id for m in messages)
+
+
+class _CountingServer:
+    """An SMTP server that counts connections (EHLOs) and refuses one mailbox for good."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.connections = 0
+        self.received: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address == self.refused:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.received.extend(envelope.rcpt_tos)
+        return "250 Message accepted"
+
+
+def test_a_batch_of_confirmations_is_sent_over_one_connection(
+    make_settings, make_app, session, client
+):
+    server = _CountingServer(refused="reader7@example.org")
+    controller = Controller(server, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    SMTP_PORTS.add(controller.port)
+    try:
+        app = make_app(make_settings(MAILER_SMTP_URL=f"smtp://127.0.0.1:{controller.port}"))
+        make_form(session)
+        _sign_up(client, 60)
+        assert signups.drain(app) == 60
+        assert [len(args[0]) for _name, args in _send_jobs(app)] == [50, 10]
+        with app.app_context():
+            SimpleWorker(jobs.queues, connection=jobs.redis).work(burst=True, with_scheduler=False)
+    finally:
+        controller.stop()
+    # One connection a job; the refusal did not cost the others theirs.
+    assert server.connections == 2
+    assert sorted(server.received) == sorted(f"reader{i}@example.org" for i in range(60) if i != 7)
+    session.expire_all()
+    rows = session.execute(
+        select(Subscriber.email, OutboundMessage.status).join(
+            Subscriber, Subscriber.id == OutboundMessage.subscriber_id
+        )
+    )
+    by_address = dict(rows.all())
+    assert by_address.pop("reader7@example.org") is MessageStatus.FAILED
+    assert set(by_address.values()) == {MessageStatus.SENT}
+    assert session.scalar(select(Suppression.reason)).value == "hard_bounce"
