@@ -19,7 +19,8 @@ from flask_babel import gettext as _
 from mailer.compliance import access, access_zip, erasure, staff_log
 from mailer.consent.models import ConsentSource
 from mailer.extensions import db, limiter
-from mailer.public.views import _failed, _signup_limit, _subscriber_from, bp
+from mailer.public.signed_links import failed, subscriber_from
+from mailer.public.views import bp, signup_limit
 from mailer.tokens import Purpose
 
 # Downloads per IP: each builds the whole access document.
@@ -40,7 +41,7 @@ def _log(action: str, email: str, subscriber_id: int, **details: str) -> None:
 @limiter.limit(EXPORT_LIMIT, scope="self-export-ip")
 def self_export(token: str) -> Response:
     """Everything we hold about the person, as one JSON document or a ZIP of CSV files."""
-    subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
+    subscriber, _payload, problem = subscriber_from(Purpose.PREFERENCES, token)
     if problem:
         return problem
     fmt = "zip" if request.form.get("format") == "zip" else "json"
@@ -63,16 +64,16 @@ def self_export(token: str) -> Response:
 @bp.get("/preferences/<token>/erase")
 def self_erase_page(token: str) -> Response:
     """What erasure removes and what it keeps, and the button that does it."""
-    _subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
+    _subscriber, _payload, problem = subscriber_from(Purpose.PREFERENCES, token)
     if problem:
         return problem
     return Response(render_template("web/public/erase.html", token=token, error=None))
 
 
 @bp.post("/preferences/<token>/erase")
-@limiter.limit(_signup_limit, scope="self-erase-ip", deduct_when=_failed)
+@limiter.limit(signup_limit, scope="self-erase-ip", deduct_when=failed)
 def self_erase(token: str) -> Response:
-    subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
+    subscriber, _payload, problem = subscriber_from(Purpose.PREFERENCES, token)
     if problem:
         return problem
     if request.form.get("confirm") != "yes":

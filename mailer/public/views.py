@@ -1,4 +1,6 @@
-"""The visitor's pages: sign up, confirm, manage topics, unsubscribe. Thin: parse, call, render.
+"""The visitor's blueprint, and its sign-up pages: the form, the embed snippet, the POST.
+Thin: parse, call, render. Confirmation, preferences, unsubscribe and data rights register on
+the same blueprint (`confirmation`, `preference_pages`, `data_rights`).
 
 GET and HEAD never change anything here, so link scanners that fetch every URL in a message
 cannot confirm or unsubscribe anyone; every change is a POST.
@@ -19,14 +21,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from mailer import tasks
-from mailer.consent.models import ConsentSource
 from mailer.database import utcnow
-from mailer.delivery.models import OutboundMessage
 from mailer.extensions import csrf, db, jobs, limiter
 from mailer.public import visitor
-from mailer.subscribers import form_cache, intake, preferences, signup
+from mailer.subscribers import form_cache, intake, signup
 from mailer.subscribers.form_cache import CachedForm
-from mailer.subscribers.models import Form, Subscriber, SubscriptionStatus
+from mailer.subscribers.models import Form
 from mailer.subscribers.schemas import SLUG, SignupArgs, messages
 from mailer.tokens import Purpose, TokenError
 from mailer.web import CSP, error_response, wants_json
@@ -50,7 +50,7 @@ def _install(state: Any) -> None:
     signup_path.install(state.app)
 
 
-def _settings():
+def settings():
     return current_app.config["MAILER"]
 
 
@@ -85,12 +85,12 @@ def _cached_form_or_404(slug: str, fresh: bool = False) -> CachedForm:
     return form
 
 
-def _signup_limit() -> str:
-    return _settings().signup_rate_limit
+def signup_limit() -> str:
+    return settings().signup_rate_limit
 
 
 def _address_limit() -> str:
-    return _settings().address_rate_limit
+    return settings().address_rate_limit
 
 
 def _render_form(
@@ -116,7 +116,7 @@ def _embed_snippet(form: Form) -> str:
         "web/public/embed_snippet.html",
         form=form,
         version=form.current_version,
-        action=f"{_settings().base_url}/subscribe/{form.slug}",
+        action=f"{settings().base_url}/subscribe/{form.slug}",
         honeypot=HONEYPOT,
     )
 
@@ -140,7 +140,7 @@ def embed(slug: str) -> Response:
 
 @bp.post("/subscribe/<slug>")
 @csrf.exempt  # checked below: our token, or an Origin on the form's allow-list
-@limiter.limit(_signup_limit, scope=SIGNUP_IP_SCOPE)
+@limiter.limit(signup_limit, scope=SIGNUP_IP_SCOPE)
 @limiter.limit(_address_limit, key_func=visitor.address_key, scope=ADDRESS_SCOPE)
 def subscribe(slug: str) -> Response:
     """Check the request, then accept it into the sign-up intake (one Redis XADD, no SQL):
@@ -189,9 +189,9 @@ def subscribe(slug: str) -> Response:
         kicked = intake.push(jobs.redis, accepted)
     except RedisError:
         # Redis is down: write the sign-up here and now rather than turn the person away.
-        settings = _settings()
+        config = settings()
         signup.request_subscription(
-            db.session, accepted.request(), settings.confirmation_window, settings.server_name
+            db.session, accepted.request(), config.confirmation_window, config.server_name
         )
         return _accepted(form)
     if kicked:
@@ -231,7 +231,7 @@ def _check_provenance(form: CachedForm, data: dict[str, Any]) -> Provenance | Re
             return _invalid(
                 form, {"started": [_("The form has expired. Reload the page and try again.")]}, data
             )
-        if time.time() - started_at < _settings().min_fill_seconds:
+        if time.time() - started_at < settings().min_fill_seconds:
             return _invalid(
                 form,
                 {"started": [_("That was quick! Please check the form and send it again.")]},
@@ -272,202 +272,5 @@ def _invalid(form: CachedForm, errors: dict[str, list[str]], data: dict[str, Any
     return _render_form(_form_or_404(form.slug), status=400, errors=errors, values=values)
 
 
-# --- confirm -------------------------------------------------------------------------------
-
-
-def _load(purpose: Purpose, token: str) -> tuple[Any, TokenError | None]:
-    try:
-        return _tokens().loads(purpose, token), None
-    except TokenError as exc:
-        return None, exc
-
-
-def _bad_link(error: TokenError, purpose: Purpose, token: str) -> Response:
-    # An expired confirmation with a good signature can be renewed.
-    can_resend = purpose is Purpose.CONFIRM and error.expired and error.payload is not None
-    html = render_template(
-        "web/public/bad_link.html", expired=error.expired, can_resend=can_resend, token=token
-    )
-    return Response(html, status=410 if error.expired else 400)
-
-
-def _locale_for(subscriber_id: int | None) -> None:
-    if subscriber_id is None:
-        return
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is not None:
-        g.locale = subscriber.locale
-
-
-def _message_subscriber(message_id: Any) -> int | None:
-    if not isinstance(message_id, int):
-        return None
-    message = db.session.get(OutboundMessage, message_id)
-    return message.subscriber_id if message else None
-
-
-@bp.get("/confirm/<token>")
-def confirm_page(token: str) -> Response:
-    payload, error = _load(Purpose.CONFIRM, token)
-    if error:
-        return _bad_link(error, Purpose.CONFIRM, token)
-    _locale_for(_message_subscriber(payload.get("m")))
-    return Response(render_template("web/public/confirm.html", token=token))
-
-
-def _failed(response: Response) -> bool:
-    return response.status_code >= 400
-
-
-# Token endpoints count only failed attempts against the limit (guessing), never real use:
-# Gmail's and Yahoo's one-click POSTs come from few IPs and must all be honoured.
-@bp.post("/confirm/<token>")
-@limiter.limit(_signup_limit, scope="confirm-ip", deduct_when=_failed)
-def confirm(token: str) -> Response:
-    payload, error = _load(Purpose.CONFIRM, token)
-    if error:
-        return _bad_link(error, Purpose.CONFIRM, token)
-    message_id = payload.get("m") if isinstance(payload, dict) else None
-    _locale_for(_message_subscriber(message_id))
-    try:
-        outcome = signup.confirm(db.session, message_id, visitor.visit(), _settings().server_name)
-    except signup.NotConfirmable:
-        return _bad_link(TokenError(expired=False), Purpose.CONFIRM, token)
-    links = current_app.extensions["mailer.delivery"].links
-    page = "confirmed.html" if outcome.active else "nothing_to_confirm.html"
-    return Response(
-        render_template(
-            f"web/public/{page}", preferences_url=links.preferences(outcome.subscriber_id)
-        )
-    )
-
-
-@bp.post("/confirm/resend")
-@limiter.limit(lambda: _settings().resend_rate_limit, scope="resend-ip")
-def resend() -> Response:
-    token = str(request.form.get("token", ""))[:1024]
-    try:
-        payload = _tokens().loads(Purpose.CONFIRM, token)
-    except TokenError as exc:
-        if not (exc.expired and isinstance(exc.payload, dict)):
-            return _bad_link(exc, Purpose.CONFIRM, token)
-        payload = exc.payload
-    message_id = payload.get("m")
-    _locale_for(_message_subscriber(message_id))
-    if isinstance(message_id, int):
-        signup.resend_confirmation(
-            db.session, message_id, _settings().confirmation_window, _settings().server_name
-        )
-    # The same answer whether or not a message went out.
-    return Response(render_template("web/public/check_inbox.html", form=None))
-
-
-# --- preferences and unsubscribe -----------------------------------------------------------
-
-
-def _subscriber_from(
-    purpose: Purpose, token: str
-) -> tuple[Subscriber | None, Any, Response | None]:
-    payload, error = _load(purpose, token)
-    if error:
-        return None, None, _bad_link(error, purpose, token)
-    subscriber_id = payload.get("s") if isinstance(payload, dict) else None
-    subscriber = (
-        db.session.get(Subscriber, subscriber_id) if isinstance(subscriber_id, int) else None
-    )
-    if subscriber is None:
-        return None, None, _bad_link(TokenError(expired=False), purpose, token)
-    g.locale = subscriber.locale
-    return subscriber, payload, None
-
-
-def _statement() -> str:
-    """What the preference page says ticking means; recorded word for word as evidence."""
-    return _(
-        "Ticking a topic means you agree to receive our emails about it. "
-        "You can untick it here at any time."
-    )
-
-
-def _preferences_page(subscriber: Subscriber, token: str, saved: bool = False) -> Response:
-    html = render_template(
-        "web/public/preferences.html",
-        statement=_statement(),
-        subscriber=subscriber,
-        subscriptions=subscriber.subscriptions,
-        active=SubscriptionStatus.ACTIVE,
-        token=token,
-        saved=saved,
-    )
-    return Response(html)
-
-
-@bp.get("/preferences/<token>")
-def preferences_page(token: str) -> Response:
-    subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
-    return problem or _preferences_page(subscriber, token)
-
-
-@bp.post("/preferences/<token>")
-@limiter.limit(_signup_limit, scope="preferences-ip", deduct_when=_failed)
-def preferences_save(token: str) -> Response:
-    subscriber, _payload, problem = _subscriber_from(Purpose.PREFERENCES, token)
-    if problem:
-        return problem
-    if request.form.get("action") == "unsubscribe_all":
-        preferences.withdraw(
-            db.session,
-            subscriber.id,
-            None,
-            ConsentSource.PREFERENCES,
-            visitor.visit(),
-            evidence={"method": "preference_center_unsubscribe_all"},
-        )
-    else:
-        wanted = {str(s)[:64] for s in request.form.getlist("topics")}
-        preferences.update(
-            db.session, subscriber.id, wanted, visitor.visit(), statement=_statement()
-        )
-    db.session.refresh(subscriber)
-    return _preferences_page(subscriber, token, saved=True)
-
-
-@bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str) -> Response:
-    _subscriber, _payload, problem = _subscriber_from(Purpose.UNSUBSCRIBE, token)
-    if problem:
-        return problem
-    return Response(render_template("web/public/unsubscribe.html", token=token))
-
-
-@bp.post("/unsubscribe/<token>")
-@csrf.exempt  # RFC 8058: the mail client's POST has no cookies; the signed token is the proof
-@limiter.limit(_signup_limit, scope="unsubscribe-ip", deduct_when=_failed)
-def unsubscribe(token: str) -> Response:
-    subscriber, payload, problem = _subscriber_from(Purpose.UNSUBSCRIBE, token)
-    if problem:
-        return problem
-    topics = payload.get("t")
-    one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    preferences.withdraw(
-        db.session,
-        subscriber.id,
-        [str(t) for t in topics] if isinstance(topics, list) else None,
-        ConsentSource.UNSUBSCRIBE,
-        visitor.visit(),
-        evidence={
-            "method": "one_click" if one_click else "unsubscribe_page",
-            "message": payload.get("m"),
-        },
-    )
-    links = current_app.extensions["mailer.delivery"].links
-    # 200 with a page, never a redirect (RFC 8058).
-    return Response(
-        render_template(
-            "web/public/unsubscribed.html", preferences_url=links.preferences(subscriber.id)
-        )
-    )
-
-
-# Self-service data rights (download, erase) from the preference page register on `bp` too.
-from mailer.public import data_rights  # noqa: E402, F401
+# The pages behind signed links, and the self-service data rights, register on `bp` too.
+from mailer.public import confirmation, data_rights, preference_pages  # noqa: E402, F401
