@@ -1,12 +1,12 @@
-"""The fast CSV audit export's cells: what SQL renders, what Python renders, and the filter.
+"""The fast CSV audit export's cells: what Python renders, SQLite's SQL, and the filter.
 
 The export writes the bytes `csv.DictWriter` wrote over ORM objects (QUOTE_MINIMAL, `\\r\\n`
-rows, spreadsheet formulas neutralised), without building an object per row: the database
-renders the cells it can render exactly and cheaply (numbers, hex digests, enum values,
-timestamps, short user text) into ready-made CSV text, and Python renders the three cells
-that repeat a lot or that SQL cannot render exactly (topics, user agent, evidence JSON) once
-per distinct value, from small caches. A row SQL cannot render (a timestamp stored in an
-unexpected shape) comes back as NULL and is rendered the slow, original way.
+rows, spreadsheet formulas neutralised), without building an object per row. Python renders
+the cells that repeat a lot or that SQL cannot render exactly (topics, evidence JSON; on
+SQLite the user agent too) once per distinct value, from small caches. On SQLite the
+database renders the other cells into ready-made CSV text (`sqlite_lines`); a row it cannot
+render (a timestamp stored in an unexpected shape) comes back as NULL and is rendered the
+slow, original way. PostgreSQL's COPY writes its own CSV (`audit_copy`).
 
 Read-only; nothing here commits.
 """
@@ -81,13 +81,12 @@ def evidence_cells(texts: list[str]) -> list[str]:
     return [evidence_cell(t) for t in texts] if cells is None else cells.split("\x00")
 
 
-def evidence_cells_utf8(texts: list[bytes]) -> list[bytes]:
-    """`evidence_cells` from and to UTF-8 (COPY's bytes), decoded and encoded once."""
-    joined = b",".join(texts).decode("utf-8")
-    cells = _evidence_batch("[" + joined + "]", len(texts))
-    if cells is None:
-        return [evidence_cell(t.decode("utf-8")).encode("utf-8") for t in texts]
-    return cells.encode("utf-8").split(b"\x00")
+def evidence_cells_utf8(joined: bytes, count: int) -> list[bytes] | None:
+    """`evidence_cell` of `count` stored texts given comma-joined in UTF-8 (COPY's bytes),
+    decoded and encoded once; None when they do not read as `count` JSON values (the caller
+    then renders them one by one)."""
+    cells = _evidence_batch("[" + joined.decode("utf-8") + "]", count)
+    return None if cells is None else cells.encode("utf-8").split(b"\x00")
 
 
 def _evidence_batch(array: str, count: int) -> str | None:
@@ -146,7 +145,7 @@ class Rendered(dict):
             self.clear()
 
 
-# --- SQL: the cells the database renders -----------------------------------------------------
+# --- SQLite: the cells the database renders --------------------------------------------------
 
 
 def sqlite_text(column: str) -> str:
@@ -159,19 +158,6 @@ def sqlite_text(column: str) -> str:
     )
 
 
-def postgresql_text(column: str) -> str:
-    """`cell(column)` in PostgreSQL."""
-    c = column
-    formula = f"left({c}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r')"
-    neutral = f"CASE WHEN {formula} THEN '''' || {c} ELSE {c} END"
-    special = (
-        f"strpos({c}, ',') > 0 OR strpos({c}, '\"') > 0 OR strpos({c}, E'\\r') > 0 "
-        f"OR strpos({c}, E'\\n') > 0"
-    )
-    quoted = f"'\"' || replace({neutral}, '\"', '\"\"') || '\"'"
-    return f"coalesce(CASE WHEN {special} THEN {quoted} ELSE {neutral} END, '')"
-
-
 # `datetime.isoformat()` of the UTC time. SQLite holds SQLAlchemy's text form
 # (`YYYY-MM-DD HH:MM:SS.ffffff`); any other shape gives NULL and the slow path.
 SQLITE_STAMP = (
@@ -179,18 +165,6 @@ SQLITE_STAMP = (
     "[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]', "
     "replace(substr(occurred_at, 1, 19), ' ', 'T') "
     "|| iif(substr(occurred_at, 20) = '.000000', '', substr(occurred_at, 20)) || '+00:00', NULL)"
-)
-# PostgreSQL: the timestamp's own text with DateStyle ISO (`YYYY-MM-DD HH:MM:SS[.f]`, trailing
-# zeros of the fraction dropped; `utc` in `audit_copy`), padded back to six digits: half the
-# cost of to_char.
-POSTGRESQL_STAMP = (
-    "replace(CASE WHEN length(utc) = 19 THEN utc ELSE rpad(utc, 26, '0') END, ' ', 'T') || '+00:00'"
-)
-# Any other DateStyle: to_char, which does not depend on it.
-_UTC = "(occurred_at AT TIME ZONE 'UTC')"
-POSTGRESQL_STAMP_ANY_STYLE = (
-    f"to_char({_UTC}, CASE WHEN date_trunc('second', {_UTC}) = {_UTC} "
-    """THEN 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"' END)"""
 )
 
 
@@ -217,11 +191,6 @@ def row_parts(text: Callable[[str], str], stamp: str) -> tuple[str, str, str]:
         "',' || " + comma.join(mid) + " || ','",
         "',' || " + comma.join(tail),
     )
-
-
-def plain_text(column: str) -> str:
-    """A user-text column known to need neither neutralising nor quoting."""
-    return f"coalesce({column}, '')"
 
 
 def where(flt: Filter, dialect: str) -> tuple[str, list[Any]]:
