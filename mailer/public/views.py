@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from mailer import tasks
+from mailer.config import Settings
 from mailer.database import utcnow
 from mailer.extensions import csrf, db, jobs, limiter
 from mailer.public import visitor
@@ -50,7 +51,7 @@ def _install(state: Any) -> None:
     signup_path.install(state.app)
 
 
-def settings():
+def settings() -> Settings:
     return current_app.config["MAILER"]
 
 
