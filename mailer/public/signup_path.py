@@ -48,7 +48,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import tasks
 from mailer.consent.ledger import Visit, truncate_ip
-from mailer.database import utcnow
 from mailer.extensions import limiter
 from mailer.public import views, visitor
 from mailer.subscribers import form_cache, intake
@@ -147,21 +146,12 @@ class SignupFastPath:
         if page is None and not wants_json:
             raise Handoff  # the view renders this language's page once, then it is cached
         remote = environ.get("REMOTE_ADDR")
-        accepted = intake.Accepted(
-            form_id=form.id,
-            form_version_id=version_id,
-            email=args["email"],
-            name=args["name"] if form.ask_name else "",
-            topics=tuple(topics),
-            at=utcnow(),
-            visit=Visit(
-                ip=truncate_ip(remote) if settings.truncate_ip else remote,
-                user_agent=environ.get("HTTP_USER_AGENT", "")[:1000] or None,
-                locale=locale,
-            ),
-            channel=channel,
-            origin=origin,
+        visit = Visit(
+            ip=truncate_ip(remote) if settings.truncate_ip else remote,
+            user_agent=environ.get("HTTP_USER_AGENT", "")[:1000] or None,
+            locale=locale,
         )
+        accepted = intake.Accepted.checked(form, args, topics, version_id, visit, channel, origin)
         windows, header = self._windows(remote or "127.0.0.1", args["email"])
         try:
             admission = self.admitter.admit(accepted, generation, windows, header)

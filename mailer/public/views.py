@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from mailer import tasks
 from mailer.config import Settings
-from mailer.database import utcnow
 from mailer.extensions import csrf, db, jobs, limiter
 from mailer.public import visitor
 from mailer.subscribers import form_cache, intake, signup
@@ -175,16 +174,8 @@ def subscribe(slug: str) -> Response:
         )
     except signup.UnknownFormVersion:
         return _invalid(form, {"form_version": [_("The form has changed. Reload it.")]}, data)
-    accepted = intake.Accepted(
-        form_id=form.id,
-        form_version_id=version_id,
-        email=args["email"],
-        name=args["name"] if form.ask_name else "",
-        topics=tuple(topics),
-        at=utcnow(),
-        visit=visitor.visit(),
-        channel=provenance.channel,
-        origin=provenance.origin,
+    accepted = intake.Accepted.checked(
+        form, args, topics, version_id, visitor.visit(), provenance.channel, provenance.origin
     )
     try:
         kicked = intake.push(jobs.redis, accepted)

@@ -30,6 +30,7 @@ import redis
 from mailer import streams
 from mailer.consent.ledger import Visit
 from mailer.consent.models import ConsentSource
+from mailer.database import utcnow
 from mailer.subscribers import signup
 from mailer.subscribers.form_cache import CachedForm
 from mailer.subscribers.signup import SignupRequest
@@ -58,6 +59,31 @@ class Accepted:
     visit: Visit
     channel: str  # hosted | embed | json
     origin: str | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        form: CachedForm,
+        args: dict,
+        topics: list[str],
+        version_id: int,
+        visit: Visit,
+        channel: str,
+        origin: str | None,
+    ) -> Accepted:
+        """The sign-up as accepted now, from the checked fields (`SignupArgs`) and the topics
+        and version `resolve` gave: one mapping for the view and its fast path."""
+        return cls(
+            form_id=form.id,
+            form_version_id=version_id,
+            email=args["email"],
+            name=args["name"] if form.ask_name else "",
+            topics=tuple(topics),
+            at=utcnow(),
+            visit=visit,
+            channel=channel,
+            origin=origin,
+        )
 
     def request(self, intake_id: str | None = None) -> SignupRequest:
         """The sign-up request to write (`signup.write_requests`)."""
