@@ -9,6 +9,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+from mailer.devmail.catcher import arrival
+
 URL = re.compile(r"https?://[^\s\"'<>]+")
 
 
@@ -24,8 +26,7 @@ class Inbox:
     def messages(self, to: str | None = None) -> list[EmailMessage]:
         box = mailbox.Maildir(str(self.path), create=False)
         parse = BytesParser(policy=policy.default).parsebytes
-        # Maildir names start with the delivery time: sorted keys are arrival order.
-        msgs = [parse(box.get_bytes(k)) for k in sorted(box.keys())]
+        msgs = [parse(box.get_bytes(k)) for k in sorted(box.keys(), key=arrival)]
         if to is not None:
             msgs = [m for m in msgs if to.lower() in str(m["To"]).lower()]
         return msgs

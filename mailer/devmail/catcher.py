@@ -7,11 +7,28 @@ from. The Outbox pages show the same Maildir.
 from __future__ import annotations
 
 import mailbox
+import re
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
+
+_UNIQUE = re.compile(r"(\d+)\.M(\d+)P\d+Q(\d+)\.")
+
+
+def arrival(key: str) -> tuple[int, int, int]:
+    """Where a catcher message falls in arrival order, from its Maildir key.
+
+    Keys are "<seconds>.M<microseconds>P<pid>Q<count>.<host>" with the microseconds not
+    zero-padded, so sorting keys as text puts M99 after M123456 within one second. The
+    catcher is one process, so its count breaks ties the clock cannot.
+    """
+    found = _UNIQUE.match(key)
+    if found is None:
+        return (0, 0, 0)
+    seconds, micro, count = found.groups()
+    return (int(seconds), int(micro), int(count))
 
 
 class MaildirHandler:

@@ -1,4 +1,7 @@
-"""Reading the catcher's Maildir: newest first, each message as HTML, text and raw source."""
+"""Reading the catcher's Maildir: newest first, each message as HTML, text and raw source.
+
+Newest means latest to arrive at the catcher, not the sender's Date header: a Date has
+whole seconds only, and a batch of confirmations shares one."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+
+from mailer.devmail.catcher import arrival
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class Outbox:
     def list(self, limit: int = 200) -> list[Summary]:
         box = self._maildir()
         items = []
-        for key in box.keys():  # noqa: SIM118 - iterating a Maildir yields messages, not keys
+        for key in sorted(box.keys(), key=arrival, reverse=True)[:limit]:
             msg = _parse(box.get_bytes(key))
             items.append(
                 Summary(
@@ -53,8 +58,7 @@ class Outbox:
                     _date(msg),
                 )
             )
-        items.sort(key=lambda s: (s.date is not None, s.date), reverse=True)
-        return items[:limit]
+        return items
 
     def raw(self, key: str) -> bytes | None:
         try:
