@@ -42,7 +42,8 @@ def send_message(message_id: int) -> str | None:
 
 def send_messages(message_ids: list[int]) -> int:
     """Send system emails queued together (a batch of sign-ups) in one job: one fork, one
-    database connection, one SMTP connection. A message that fails for a temporary reason is put
+    database connection, one SMTP connection, one read of what the emails need (`notices.Batch`)
+    and one commit an email. A message that fails for a temporary reason is put
     back to pending (`notices.send`) and gets a job of its own, with the usual retries and
     back-off; the others go on. Rerunning is safe: a message sent already is skipped.
     Returns how many were sent."""
@@ -50,15 +51,17 @@ def send_messages(message_ids: list[int]) -> int:
     sender = Sender(_settings())
     sent = 0
     with db.sessionmaker() as session, sender.one_connection():
+        batch = notices.Batch.load(session, message_ids)
         for message_id in message_ids:
             try:
-                result = notices.send(session, message_id, sender, ctx.links)
+                result = notices.send(session, message_id, sender, ctx.links, batch=batch)
             except Exception:
                 session.rollback()
                 retry_at = utcnow() + timedelta(seconds=tasks.RETRY.intervals[0])
                 tasks.enqueue(tasks.SEND_MESSAGE, message_id, at=retry_at)
                 continue
             sent += result is MessageStatus.SENT
+        notices.finish_batch(session)
     return sent
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from jinja2 import Template
 from sqlalchemy.orm import Session
 
-from mailer.campaigns import instrument, sandbox, wire
+from mailer.campaigns import instrument, sandbox
 from mailer.campaigns.content import (
     PREVIEW_URLS,
     SAMPLE,
@@ -36,7 +36,7 @@ from mailer.campaigns.content import (
 from mailer.campaigns.identity import message_id as campaign_message_id
 from mailer.campaigns.sandbox import Record
 from mailer.config import Settings
-from mailer.delivery import dkim
+from mailer.delivery import dkim, wire
 from mailer.delivery.addresses import wire_address
 from mailer.subscribers.links import Links
 from mailer.tokens import Tokens

@@ -39,7 +39,7 @@ class Sender:
 
     def send(self, envelope: mime.Envelope, text: str, html: str) -> bytes:
         """Build, sign and send; returns the bytes sent. Raises `transport.SendError`."""
-        data = mime.serialize(mime.build(envelope, text, html))
+        data = mime.encode(envelope, text, html)
         if self.dkim_key is not None:
             data = dkim.sign(data, self.dkim_key)
         return_path = parseaddr(envelope.sender)[1]

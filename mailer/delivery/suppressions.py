@@ -21,6 +21,19 @@ def is_blocked(session: Session, email: str) -> bool:
     return reason in BLOCKING
 
 
+def blocked(session: Session, emails: list[str]) -> set[str]:
+    """Those of `emails` that `is_blocked`, in one query (a batch of system emails)."""
+    by_digest = {keyed(session, e): e for e in emails}
+    if not by_digest:
+        return set()
+    rows = session.execute(
+        select(Suppression.email_hmac, Suppression.reason).where(
+            Suppression.email_hmac.in_(by_digest)
+        )
+    )
+    return {by_digest[digest] for digest, reason in rows if reason in BLOCKING}
+
+
 def add(session: Session, email: str, reason: SuppressionReason, detail: str = "") -> None:
     """Suppress `email` (flushed, the caller commits). A blocking reason replaces an erasure
     entry; the address itself is scrubbed from `detail` (SMTP replies often quote it)."""

@@ -9,7 +9,7 @@ import dkim
 import pytest
 
 from mailer.delivery import dkim as our_dkim
-from mailer.delivery.mime import Envelope, build
+from mailer.delivery.mime import Envelope, encode
 from mailer.delivery.sender import Sender
 
 
@@ -52,7 +52,7 @@ def _envelope():
 def test_signature_verifies_and_covers_unsubscribe_headers(keypair):
     private, record = keypair
     key = our_dkim.DkimKey("example.org", "mail2026", private.read_bytes())
-    signed = our_dkim.sign(build(_envelope(), "text", "<p>html</p>").as_bytes(), key)
+    signed = our_dkim.sign(encode(_envelope(), "text", "<p>html</p>"), key)
     header = signed.split(b"\r\n\r\n")[0].decode()
     assert "a=rsa-sha256" in header and "c=relaxed/relaxed" in header and " l=" not in header
     h_tag = header.split("h=")[1].split(";")[0].replace("\r\n", "").replace(" ", "")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from mailer import tasks
 from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage, Suppression
 from mailer.extensions import jobs
+from mailer.subscribers import notices
 from mailer.subscribers.models import Subscriber
 from tests import signups
 from tests.conftest import SMTP_PORTS
@@ -149,3 +150,26 @@ def test_a_batch_of_confirmations_is_sent_over_one_connection(
     assert by_address.pop("reader7@example.org") is MessageStatus.FAILED
     assert set(by_address.values()) == {MessageStatus.SENT}
     assert session.scalar(select(Suppression.reason)).value == "hard_bounce"
+
+
+def test_an_email_another_worker_sent_after_the_batch_was_read_goes_out_once(
+    app, client, session, inbox
+):
+    make_form(session)
+    _sign_up(client, 5)
+    signups.drain(app)
+    ids = list(session.scalars(select(OutboundMessage.id).order_by(OutboundMessage.id)))
+    ctx = app.extensions["mailer.delivery"]
+    with app.app_context(), app.extensions["mailer.db"]() as worker, ctx.sender.one_connection():
+        batch = notices.Batch.load(worker, ids)
+        # A re-enqueued single job on another worker takes the third email first.
+        with app.extensions["mailer.db"]() as other:
+            assert notices.send(other, ids[2], ctx.sender, ctx.links) is MessageStatus.SENT
+        outcomes = [notices.send(worker, i, ctx.sender, ctx.links, batch=batch) for i in ids]
+        notices.finish_batch(worker)
+    assert outcomes == [MessageStatus.SENT] * 2 + [None] + [MessageStatus.SENT] * 2
+    received = sorted(m["To"].addresses[0].addr_spec for m in inbox.messages())
+    assert received == sorted(f"reader{i}@example.org" for i in range(5))
+    session.expire_all()
+    rows = session.execute(select(OutboundMessage.status, OutboundMessage.attempts)).all()
+    assert set(rows) == {(MessageStatus.SENT, 1)}

@@ -12,7 +12,7 @@ from email.parser import BytesParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.campaigns import wire
+from mailer.delivery import wire
 
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),

@@ -1,4 +1,4 @@
-"""Campaign messages as wire bytes, assembled directly (no `EmailMessage`).
+"""Messages as wire bytes, assembled directly (no `EmailMessage`): campaigns and system emails.
 
 `email.message.EmailMessage` with policy serialisation costs hundreds of microseconds to
 milliseconds a message; a campaign message has one fixed shape, so we write it ourselves:
@@ -18,12 +18,14 @@ import binascii
 import re
 from email.utils import formatdate
 
-from mailer.delivery.mime import HeaderInjection
-
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 _QUOTED_ESCAPES = re.compile(r'[\\"]')
 LINE = 78
+
+
+class HeaderInjection(ValueError):
+    """A header value would break the header block (a line break or NUL)."""
 
 
 def clean(value: str, name: str) -> str:
