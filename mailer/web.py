@@ -37,6 +37,14 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
+def htmx_fragment() -> bool:
+    """An htmx request for part of a page (not a history restore, which wants it all)."""
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
 def error_response(status: int, errors: dict[str, list[str]], title: str | None = None) -> Response:
     """One shape for every error: JSON `{"errors": {field: [message]}}`, or a page listing them."""
     if wants_json():

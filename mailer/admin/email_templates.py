@@ -31,7 +31,6 @@ from wtforms import StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
 from mailer.admin.access import MARKETING, roles_required, staff
-from mailer.admin.campaigns.common import page_number, settings
 from mailer.admin.campaigns.forms import (
     TestSendForm,
     no_control,
@@ -39,7 +38,9 @@ from mailer.admin.campaigns.forms import (
     parse_addresses,
     unix_lines,
 )
-from mailer.api.common import MAX_ID, normalised_address
+from mailer.admin.campaigns.lookup import settings
+from mailer.admin.pagination import page_arg
+from mailer.api.fields import MAX_ID, normalised_address
 from mailer.campaigns import catalogue, previews, rendering, template_proofs, templates
 from mailer.campaigns.content import NO_UNSUBSCRIBE, has_unsubscribe_link
 from mailer.campaigns.models import Template
@@ -104,7 +105,7 @@ def _template(template_id: int) -> Template:
 @roles_required(*MARKETING)
 def index() -> str:
     name = request.args.get("q", "").strip()[:200]
-    page = page_number()
+    page = page_arg()
     rows, total = catalogue.templates_page(db.session, page, PER_PAGE, name)
     return render_template(
         "web/admin/templates/index.html",

@@ -16,12 +16,22 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers import Response
 
 from mailer.admin.access import MARKETING, roles_required, staff
-from mailer.api.common import MAX_ID
+from mailer.api.fields import MAX_ID
 from mailer.compliance import staff_log
 from mailer.database import utcnow
 from mailer.extensions import db
-from mailer.segments import builder_form, catalog, choices, manage, service, summary
-from mailer.segments.builder_form import Built, Group
+from mailer.segments import (
+    builder_form,
+    builder_nodes,
+    builder_tree,
+    catalog,
+    choices,
+    manage,
+    service,
+    summary,
+)
+from mailer.segments.builder_nodes import Group
+from mailer.segments.builder_tree import Built
 from mailer.segments.models import Segment
 from mailer.segments.rules import MAX_DEPTH
 
@@ -70,8 +80,8 @@ def _field_menu(found: choices.Choices) -> list[tuple[str, list[tuple[str, str]]
         if spec.id == "attribute":
             for key in found.attributes:
                 label = f"{key.key} ({catalog.TYPE_LABELS[key.type]})"
-                menu[spec.group].append((builder_form.ATTRIBUTE + key.key, label))
-            menu[spec.group].append((builder_form.ATTRIBUTE, "Other attribute…"))
+                menu[spec.group].append((builder_nodes.ATTRIBUTE + key.key, label))
+            menu[spec.group].append((builder_nodes.ATTRIBUTE, "Other attribute…"))
         else:
             menu[spec.group].append((spec.id, spec.label))
     return list(menu.items())
@@ -86,7 +96,7 @@ def _context(built: Built, found: choices.Choices) -> dict[str, Any]:
         "known_choices": {value for _, options in menu for value, _ in options},
         "catalog": catalog,
         "Kind": catalog.Kind,
-        "modes": builder_form.MODE_LABELS,
+        "modes": builder_nodes.MODE_LABELS,
         "types": catalog.TYPE_LABELS,
         "max_depth": MAX_DEPTH,
         "depth": builder_form.depth,
@@ -154,7 +164,7 @@ def _post(segment: Segment | None) -> Any:
             errors = {k: v for k, v in exc.errors.items() if not k.startswith("rules")}
             rule_errors = {k: v for k, v in exc.errors.items() if k.startswith("rules")}
             if rule_errors:
-                built = builder_form.check(built.root, lambda _tree: rule_errors)
+                built = builder_tree.check(built.root, lambda _tree: rule_errors)
                 errors["rules"] = ["Some conditions need fixing: see the marks below."]
         else:
             flash(f"Segment “{saved.name}” saved.", "ok")
@@ -182,7 +192,7 @@ def index() -> str:
 @bp.get("/new")
 @roles_required(*MARKETING)
 def new() -> Any:
-    built = builder_form.check(Group("all"), _references)
+    built = builder_tree.check(Group("all"), _references)
     return _page(None, built, _found(), "", {})
 
 
@@ -197,7 +207,7 @@ def create() -> Any:
 def edit(segment_id: int) -> Any:
     segment = _segment_or_404(segment_id)
     found = _found()
-    built = builder_form.check(builder_form.from_tree(segment.rules, found), _references)
+    built = builder_tree.check(builder_tree.from_tree(segment.rules, found), _references)
     return _page(segment, built, found, segment.name, {})
 
 

@@ -27,8 +27,8 @@ from flask import (
 from flask_login import current_user
 
 from mailer.admin.access import ADMIN, roles_required
-from mailer.api.common import MAX_ID
 from mailer.api.errors import flatten
+from mailer.api.fields import MAX_ID
 from mailer.config import Settings
 from mailer.extensions import db
 from mailer.settings import dkim_keys, store

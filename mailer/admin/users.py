@@ -21,7 +21,7 @@ from mailer.accounts.models import Role, User
 from mailer.accounts.passwords import MAX_PASSWORD
 from mailer.accounts.users import MIN_PASSWORD, AccountError
 from mailer.admin.access import ADMIN, roles_required
-from mailer.api.common import MAX_ID
+from mailer.api.fields import MAX_ID
 from mailer.extensions import db
 
 bp = Blueprint("admin_users", __name__, url_prefix="/admin/users")

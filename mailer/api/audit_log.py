@@ -9,7 +9,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mailer.api.auth import require
-from mailer.api.common import Address, Page, PageArgs, id_range, no_control, page_of
+from mailer.api.fields import Address, id_range, no_control
+from mailer.api.pagination import Page, PageArgs, page_of
 from mailer.compliance import staff_log
 from mailer.extensions import db
 

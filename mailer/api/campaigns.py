@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import ID, id_range, no_control
 from mailer.api.errors import ApiError
+from mailer.api.fields import ID, id_range, no_control
 from mailer.campaigns import drafts, lifecycle, proofs, reports
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.sandbox import ContentError

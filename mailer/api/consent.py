@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer.accounts.models import Role
 from mailer.api.access_log import current_staff, endpoint, log_access
 from mailer.api.auth import require
-from mailer.api.common import form_id_arg
+from mailer.api.fields import form_id_arg
 from mailer.compliance import audit_export, verification
 from mailer.consent.models import ConsentEventType, LedgerAnchor
 from mailer.extensions import db

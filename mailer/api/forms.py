@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import ID, check_locale, no_control
 from mailer.api.errors import ApiError
+from mailer.api.fields import ID, check_locale, no_control
 from mailer.extensions import db
 from mailer.subscribers import forms
 from mailer.subscribers.models import Form, Topic

@@ -14,8 +14,8 @@ from marshmallow import Schema, fields, validate
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import ID, no_control
 from mailer.api.errors import ApiError
+from mailer.api.fields import ID, no_control
 from mailer.database import utcnow
 from mailer.extensions import db
 from mailer.segments import service

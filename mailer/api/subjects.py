@@ -14,8 +14,8 @@ from sqlalchemy import select
 from mailer.accounts.models import Role
 from mailer.api.access_log import log_access
 from mailer.api.auth import current_key, require
-from mailer.api.common import address_or_400
 from mailer.api.errors import ApiError
+from mailer.api.fields import address_or_400
 from mailer.compliance import access, access_zip, erasure, receipts
 from mailer.consent.models import ConsentSource
 from mailer.extensions import db

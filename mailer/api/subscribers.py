@@ -16,8 +16,9 @@ from sqlalchemy import select
 from mailer.accounts.models import Role
 from mailer.api.access_log import log_access
 from mailer.api.auth import current_key, require
-from mailer.api.common import ID, Address, Page, PageArgs, check_locale, form_id_arg, page_of
 from mailer.api.errors import ApiError
+from mailer.api.fields import ID, Address, check_locale, form_id_arg
+from mailer.api.pagination import Page, PageArgs, page_of
 from mailer.extensions import db
 from mailer.subscribers import importer, profiles
 from mailer.subscribers.models import SubscriberStatus, Topic

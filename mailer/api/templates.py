@@ -11,8 +11,8 @@ from marshmallow import Schema, fields, validate
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import ID, id_range, no_control
 from mailer.api.errors import ApiError
+from mailer.api.fields import ID, id_range, no_control
 from mailer.campaigns import rendering, templates
 from mailer.campaigns.models import Template
 from mailer.campaigns.sandbox import ContentError

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from mailer.accounts.models import Role
 from mailer.api.auth import require
-from mailer.api.common import no_control
 from mailer.api.errors import ApiError
+from mailer.api.fields import no_control
 from mailer.extensions import db
 from mailer.subscribers.models import Topic
 from mailer.subscribers.schemas import SLUG

@@ -14,7 +14,7 @@ carries the sender's claim token and is in the expected state (`pending` for the
 
 Who commits: each call is its own committed transaction. Rerunning a call is harmless (the
 fences make the second run change nothing). Other outcomes (refusals, retries, unknown) are
-rare and written by the sender through its session, see `sending.Sender._write`.
+rare and written by the sender through its session, see `outcomes.write`.
 """
 
 from __future__ import annotations

@@ -15,13 +15,16 @@ Exactly once, and what "once" costs:
   connection lost after the message body was sent is `unknown` for the same reason.
 Listmonk checkpoints a batch when it is read, so a crash skips (or, on resume, duplicates)
 everything in memory; here the state is per recipient and written when it is sent.
+
+The parts: `leases` claims, renews and releases pages and recovers lost messages; `marks` is
+the per-message durable statement; `outcomes` writes what SMTP answered; `pages` reads a
+claimed page. This module is the loop that runs them in the order the protocol needs.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,20 +32,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer.campaigns import pages
+from mailer.campaigns import leases, outcomes, pages
+from mailer.campaigns.leases import Lease
 from mailer.campaigns.marks import Marks
 from mailer.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailer.campaigns.outcomes import Answer
 from mailer.campaigns.pacing import Pacer
 from mailer.config import Settings
 from mailer.database import utcnow
-from mailer.delivery.pool import Outcome, Result, SmtpConnection
+from mailer.delivery.pool import Outcome, SmtpConnection
 from mailer.delivery.transport import SmtpTarget
 from mailer.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
-# Temporary failures: seconds before the next try, by attempt number.
-BACKOFF = (30, 120, 600, 1800, 3600, 7200)
 # How often a sender looks at the campaign's status (pause and cancel take effect this fast).
 STATUS_EVERY = 0.5
 
@@ -58,10 +61,6 @@ class RunResult:
     next: Next
     at: datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def backoff(attempt: int) -> timedelta:
-    return timedelta(seconds=BACKOFF[min(max(attempt, 1), len(BACKOFF)) - 1])
 
 
 class Sender:
@@ -82,11 +81,10 @@ class Sender:
         self.campaign_id = campaign_id
         self.time_budget = time_budget
         self.pacer = pacer or Pacer(settings)
-        self.claim = secrets.token_hex(8)
+        self.lease = Lease(settings, campaign_id)
         self.counts: dict[str, int] = {}
         self._status_checked = 0.0
         self._status_ok = True
-        self._renewed = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -127,8 +125,8 @@ class Sender:
                             return self._result(Next.AGAIN)
                         if not self._still_sending(session, force=True):
                             return self._result(Next.DONE)
-                        self._recover_lost(session)
-                        ids = self._claim_page(session)
+                        leases.recover_lost(session, self.settings, self.campaign_id)
+                        ids = self.lease.claim_page(session)
                         if not ids:
                             return self._finish_or_wait(session)
                         stop = self._send_page(session, marks, smtp, prepared, topic_id, ids)
@@ -152,113 +150,7 @@ class Sender:
             self._status_checked = now
         return self._status_ok
 
-    # -- claiming ---------------------------------------------------------------------------
-
-    def _page_size(self) -> int:
-        size = self.settings.send_batch_size
-        if self.settings.send_rate_per_hour > 0:
-            size = min(size, self.settings.send_rate_per_hour)
-        if self.settings.send_rate_per_second > 0:
-            # Under a rate limit, claim no more than a quarter of the lease's worth.
-            size = min(
-                size, max(1, self.settings.send_rate_per_second * self.settings.claim_lease // 4)
-            )
-        return size
-
-    def _claim_page(self, session: Session) -> list[int]:
-        """Claim a page under a fresh token, so two senders never hold the same recipient.
-
-        PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE those ids in the same
-        transaction (as one statement with IN (subquery) the planner re-ran the locking
-        subquery per row: a minute per page at 20,000 recipients). Any claimable rows will
-        do, in no particular order: ORDER BY id walked the primary key past every recipient
-        already sent (94 ms a page half-way through 200,000 recipients, quadratic in the
-        campaign's size), where an unordered LIMIT stops at the first ones it finds. The page
-        is still sent in id order. SQLite: one UPDATE with the subquery; SQLite runs one writer
-        at a time, so it is atomic as it stands."""
-        now = utcnow()
-        stale = now - timedelta(seconds=self.settings.claim_lease)
-        claimable = (
-            Delivery.campaign_id == self.campaign_id,
-            Delivery.status == DeliveryStatus.PENDING,
-            (Delivery.claim.is_(None)) | (Delivery.claimed_at < stale),
-            (Delivery.retry_at.is_(None)) | (Delivery.retry_at <= now),
-        )
-        page = select(Delivery.id).where(*claimable).limit(self._page_size())
-        self.claim = secrets.token_hex(8)
-        self._renewed = time.monotonic()
-        if session.get_bind().dialect.name == "postgresql":
-            ids = sorted(session.scalars(page.with_for_update(skip_locked=True)))
-            if ids:
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(ids))
-                    .values(claim=self.claim, claimed_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-            session.commit()
-            return ids
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(page.order_by(Delivery.id).scalar_subquery()), *claimable)
-            .values(claim=self.claim, claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-        ids = session.scalars(select(Delivery.id).where(*self._mine()).order_by(Delivery.id)).all()
-        session.commit()
-        return list(ids)
-
-    def _mine(self) -> tuple:
-        """The page this sender holds (campaign first: the (campaign, status) index serves it)."""
-        return (
-            Delivery.campaign_id == self.campaign_id,
-            Delivery.status == DeliveryStatus.PENDING,
-            Delivery.claim == self.claim,
-        )
-
-    def _recover_lost(self, session: Session) -> None:
-        """Deliveries left `sending` by a sender that died mid-SMTP: maybe delivered."""
-        stuck = utcnow() - timedelta(seconds=self.settings.sending_lease)
-        result = session.execute(
-            update(Delivery)
-            .where(
-                Delivery.campaign_id == self.campaign_id,
-                Delivery.status == DeliveryStatus.SENDING,
-                Delivery.claimed_at < stuck,
-            )
-            .values(
-                status=DeliveryStatus.UNKNOWN,
-                error="the sender stopped during SMTP; the message may have been delivered",
-            )
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-        if result.rowcount:
-            log.warning("campaign %s: %d deliveries unknown", self.campaign_id, result.rowcount)
-
-    def _renew(self, session: Session) -> None:
-        """Keep the page's claim fresh while a slow server or a rate limit stretches it."""
-        now = time.monotonic()
-        if now - self._renewed < self.settings.claim_lease / 4:
-            return
-        self._renewed = now
-        session.execute(
-            update(Delivery)
-            .where(*self._mine())
-            .values(claimed_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-
-    def _release(self, session: Session) -> None:
-        session.execute(
-            update(Delivery)
-            .where(*self._mine())
-            .values(claim=None, claimed_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
+    # -- finishing -----------------------------------------------------------------------------
 
     def _finish_or_wait(self, session: Session) -> RunResult:
         open_ = session.execute(
@@ -311,14 +203,14 @@ class Sender:
         for reason, skipped in page.skips.items():
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(skipped), Delivery.claim == self.claim)
+                .where(Delivery.id.in_(skipped), Delivery.claim == self.lease.token)
                 .values(status=DeliveryStatus.SKIPPED, skip_reason=reason)
                 .execution_options(synchronize_session=False)
             )
             self._count("skipped", len(skipped))
         session.commit()
 
-        previous: tuple[int, int, object, Result] | None = None
+        previous: Answer | None = None
         # The next recipient's message, rendered while the database commits this one's mark.
         ahead: tuple[int, object] | None = None
         try:
@@ -328,14 +220,14 @@ class Sender:
                     # leave a finished message looking like one lost on the wire.
                     self._record(session, marks, previous)
                     previous = None
-                self._renew(session)
+                self.lease.renew(session)
                 go = self._still_sending(session) and self.pacer.acquire(
                     lambda: self._still_sending(session)
                 )
                 if go is not True:
                     self._record(session, marks, previous)
                     previous = None
-                    self._release(session)
+                    self.lease.release(session)
                     if go is False:  # paused or cancelled
                         return self._result(Next.DONE)
                     # A closed window (hourly cap): hand the page back, come back when it opens.
@@ -356,7 +248,7 @@ class Sender:
                     previous = None
                     session.execute(
                         update(Delivery)
-                        .where(Delivery.id == delivery_id, Delivery.claim == self.claim)
+                        .where(Delivery.id == delivery_id, Delivery.claim == self.lease.token)
                         .values(
                             status=DeliveryStatus.FAILED,
                             error=f"rendering failed: {rendered}"[:1000],
@@ -374,7 +266,7 @@ class Sender:
                 else:
                     self._record(session, marks, previous)
                 previous = None
-                marks.send(self.claim, utcnow(), sent_id, delivery_id)
+                marks.send(self.lease.token, utcnow(), sent_id, delivery_id)
                 if index + 1 < len(todo):
                     ahead = (index + 1, self._render(prepared, todo[index + 1][2]))
                 # Durable before a byte goes out.
@@ -391,8 +283,8 @@ class Sender:
                     # The server is struggling: back off as a whole, not recipient by recipient.
                     self._record(session, marks, previous)
                     previous = None
-                    self._release(session)
-                    return self._result(Next.LATER, utcnow() + backoff(1) / 3)
+                    self.lease.release(session)
+                    return self._result(Next.LATER, utcnow() + outcomes.backoff(1) / 3)
         finally:
             self._record(session, marks, previous)
         return None
@@ -406,79 +298,16 @@ class Sender:
         except Exception as exc:
             return exc
 
-    def _record(
-        self, session: Session, marks: Marks, previous: tuple[int, int, object, Result] | None
-    ) -> None:
+    def _record(self, session: Session, marks: Marks, previous: Answer | None) -> None:
         """Commit one message's outcome on its own (before a wait, a stop, or a mark that
         cannot carry it)."""
         if previous is None:
             return
         if previous[3].outcome is Outcome.SENT:
-            marks.step(self.claim, utcnow(), previous[0], None)
+            marks.step(self.lease.token, utcnow(), previous[0], None)
             self._count("sent")
             return
-        self._write(session, previous)
+        self._count(
+            outcomes.write(session, self.settings, self.campaign_id, self.lease.token, previous)
+        )
         session.commit()
-
-    def _write(self, session: Session, previous: tuple[int, int, object, Result] | None) -> None:
-        """Record one message's outcome in the session (not committed). Accepted messages
-        usually go through `Marks.step` instead, with the next message's mark."""
-        if previous is None:
-            return
-        delivery_id, attempts, recipient, result = previous
-        mine = (
-            Delivery.id == delivery_id,
-            Delivery.claim == self.claim,
-            Delivery.status == DeliveryStatus.SENDING,
-        )
-        now = utcnow()
-        if result.outcome is Outcome.SENT:
-            values: dict[str, object] = {
-                "status": DeliveryStatus.SENT,
-                "sent_at": now,
-                "error": None,
-            }
-            self._count("sent")
-        elif result.outcome is Outcome.UNKNOWN:
-            values = {"status": DeliveryStatus.UNKNOWN, "error": result.detail[:1000]}
-            self._count("unknown")
-        elif result.outcome is Outcome.PERMANENT:
-            values = {"status": DeliveryStatus.FAILED, "error": result.detail[:1000]}
-            self._count("failed")
-            self._bounce(session, delivery_id, recipient, result)
-        elif attempts >= self.settings.send_max_attempts:
-            values = {
-                "status": DeliveryStatus.FAILED,
-                "error": f"gave up after {attempts} temporary failures: {result.detail}"[:1000],
-            }
-            self._count("failed")
-        else:
-            values = {
-                "status": DeliveryStatus.PENDING,
-                "claim": None,
-                "claimed_at": None,
-                "retry_at": now + backoff(attempts),
-                "error": result.detail[:1000],
-            }
-            self._count("retry")
-        session.execute(
-            update(Delivery)
-            .where(*mine)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-
-    def _bounce(
-        self, session: Session, delivery_id: int, recipient: object, result: Result
-    ) -> None:
-        from mailer.tracking import bounces
-
-        bounces.record_smtp_refusal(
-            session,
-            delivery_id=delivery_id,
-            campaign_id=self.campaign_id,
-            subscriber_id=recipient.subscriber_id,  # type: ignore[attr-defined]
-            email=recipient.email,  # type: ignore[attr-defined]
-            code=result.code,
-            detail=result.detail,
-        )

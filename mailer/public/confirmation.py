@@ -12,7 +12,7 @@ from mailer.extensions import db, limiter
 from mailer.public import visitor
 from mailer.public.signed_links import bad_link, failed, load, locale_for, message_subscriber
 from mailer.public.views import bp, settings, signup_limit
-from mailer.subscribers import signup
+from mailer.subscribers import confirmation
 from mailer.tokens import Purpose, TokenError
 
 
@@ -34,8 +34,10 @@ def confirm(token: str) -> Response:
     message_id = payload.get("m") if isinstance(payload, dict) else None
     locale_for(message_subscriber(message_id))
     try:
-        outcome = signup.confirm(db.session, message_id, visitor.visit(), settings().server_name)
-    except signup.NotConfirmable:
+        outcome = confirmation.confirm(
+            db.session, message_id, visitor.visit(), settings().server_name
+        )
+    except confirmation.NotConfirmable:
         return bad_link(TokenError(expired=False), Purpose.CONFIRM, token)
     links = current_app.extensions["mailer.delivery"].links
     page = "confirmed.html" if outcome.active else "nothing_to_confirm.html"
@@ -59,7 +61,7 @@ def resend() -> Response:
     message_id = payload.get("m")
     locale_for(message_subscriber(message_id))
     if isinstance(message_id, int):
-        signup.resend_confirmation(
+        confirmation.resend_confirmation(
             db.session, message_id, settings().confirmation_window, settings().server_name
         )
     # The same answer whether or not a message went out.

@@ -1,4 +1,4 @@
-"""The segment rule tree as form fields, and back: what the admin's rule builder posts.
+"""The segment builder as form fields: what the admin's rule builder posts, and its buttons.
 
 The builder is drawn by the server. Each node of the tree is a set of form fields named by
 its position, `r` for the root group and `r.0.2` for the third child of the first child:
@@ -11,66 +11,32 @@ its position, `r` for the root group and `r.0.2` for the third child of the firs
 Buttons post an action (`add-cond:r.1`, `add-group:r`, `remove:r.0.2`); the server applies it
 and draws the builder again, so it needs no script of its own and a reload loses nothing.
 
-Two kinds of "not": a group may be "none of" / "not all of" (`{"not": {"any"|"all": ...}}`),
-and a condition's op may be a negated twin from the catalog (`not:contains`, written as
-`{"not": condition}`). Any tree the API accepts reads back into this shape and is written out
-meaning the same (double negations cancel; a bare condition at the top is put in an "all").
-
 Values are trimmed of surrounding spaces and a list is typed one item per line (blank lines
-dropped): a space typed by mistake would otherwise make a condition silently match no one. A
-tree written through the API with such spaces reads back trimmed.
+dropped): a space typed by mistake would otherwise make a condition silently match no one.
 
-Errors from the schema (`rules.all.2.value.1`) are put back on the condition and the input
-they concern: `to_tree` records the rule path of every node it writes.
+The nodes are `builder_nodes`; turning them into a checked rule tree (and errors back onto
+the inputs) is `builder_tree`. `build` runs the whole round.
 
 Pure: no database, no Flask. `build` takes the reference check as a function.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mailer.segments import catalog
+from mailer.segments.builder_nodes import ATTRIBUTE, Condition, Errors, Group, Node
+from mailer.segments.builder_tree import Built, check
 from mailer.segments.catalog import Kind
 from mailer.segments.choices import Choices
-from mailer.segments.rules import MAX_CONDITIONS, MAX_DEPTH, RulesError, validate_tree
+from mailer.segments.rules import MAX_CONDITIONS, MAX_DEPTH
 
 ROOT = "r"
 PATH = re.compile(r"^r(\.[0-9]{1,3}){0,12}\Z")
 MAX_NODES = 2 * MAX_CONDITIONS + 20
-ATTRIBUTE = "attribute:"
-INPUTS = ("field", "key", "type", "topic", "op", "value")
-
-# mode -> (group key, negated)
-MODES = {
-    "all": ("all", False),
-    "any": ("any", False),
-    "none": ("any", True),
-    "notall": ("all", True),
-}
-MODE_LABELS = (
-    ("all", "all of these"),
-    ("any", "any of these"),
-    ("none", "none of these"),
-    ("notall", "not all of these"),
-)
-_NEGATED_MODE = {"all": "notall", "notall": "all", "any": "none", "none": "any"}
-
-_INTEGER = re.compile(r"^[+-]?[0-9]+\Z")
-_DECIMAL = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
-_UNKNOWN_ID = re.compile(r"^#[0-9]{1,10}\Z")
-_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-MIDNIGHT = "T00:00:00+00:00"
-_PICKED = (Kind.BOOLEAN, Kind.TOPIC_STATUS, Kind.STATUS, Kind.FORM, Kind.CAMPAIGN)
 _DEFAULTS = {Kind.BOOLEAN: "true", Kind.TOPIC_STATUS: "active", Kind.STATUS: "active"}
-
-Errors = dict[str, list[str]]
 
 
 class FormData(Protocol):
@@ -81,69 +47,6 @@ class FormData(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
 
     def getlist(self, key: str) -> list[Any]: ...
-
-
-@dataclass
-class Condition:
-    field: str = ""  # the grammar's field; "" while not chosen
-    op: str = ""  # a catalog op id (`contains`, `not:contains`)
-    values: list[str] = dataclasses.field(default_factory=list)  # as typed
-    key: str = ""  # attribute
-    type: str = "string"  # attribute
-    custom_key: bool = False  # attribute: typed by hand rather than picked
-    topic: str = ""  # topic slug (or id as text)
-    # By input name ("" for the condition as a whole).
-    errors: Errors = dataclasses.field(default_factory=dict)
-
-    is_group = False
-
-    @property
-    def choice(self) -> str:
-        """The value of the field menu for this condition."""
-        if self.field == "attribute":
-            return ATTRIBUTE if self.custom_key else ATTRIBUTE + self.key
-        return self.field
-
-    @property
-    def op_info(self) -> catalog.Op | None:
-        return catalog.op_for(self.field, self.type, self.op) if self.field else None
-
-    @property
-    def kind(self) -> Kind | None:
-        op = self.op_info
-        return op.kind if op else None
-
-    @property
-    def was(self) -> str:
-        return f"{self.choice}|{self.type}|{self.op}"
-
-    @property
-    def text(self) -> str:
-        """The value as a textarea shows it (one per line)."""
-        return "\n".join(self.values)
-
-    @property
-    def first(self) -> str:
-        return self.values[0] if self.values else ""
-
-    @property
-    def blank(self) -> bool:
-        return not any(v.strip() for v in self.values)
-
-
-@dataclass
-class Group:
-    mode: str = "all"
-    children: list[Node] = dataclasses.field(default_factory=list)
-    errors: list[str] = dataclasses.field(default_factory=list)
-
-    is_group = True
-
-    def conditions(self) -> int:
-        return sum(c.conditions() if isinstance(c, Group) else 1 for c in self.children)
-
-
-Node = Group | Condition
 
 
 # Form -> nodes ------------------------------------------------------------------------------
@@ -262,192 +165,7 @@ def adjust(root: Group, nodes: dict[str, Node], form: FormData, choices: Choices
             node.values = node.values[:1]
 
 
-# Nodes -> rule tree -------------------------------------------------------------------------
-
-Places = list[tuple[str, Node]]
-
-
-def to_tree(root: Group) -> tuple[dict[str, Any], Places, Errors]:
-    """The rule tree (not yet validated), where each node went (rule paths under `rules`),
-    and errors the schema could not see (an unknown group mode)."""
-    places: Places = []
-    errors: Errors = {}
-    tree = _rule(root, "rules", places, errors)
-    return tree, places, errors
-
-
-def _rule(node: Node, path: str, places: Places, errors: Errors) -> dict[str, Any]:
-    places.append((path, node))
-    if isinstance(node, Group):
-        if node.mode not in MODES:
-            errors.setdefault(path, []).append("Choose how the conditions combine.")
-        kind, negated = MODES.get(node.mode, ("all", False))
-        inner = f"{path}.not" if negated else path
-        if negated:
-            places.append((inner, node))
-        children = [
-            _rule(child, f"{inner}.{kind}.{i}", places, errors)
-            for i, child in enumerate(node.children)
-        ]
-        group: dict[str, Any] = {kind: children}
-        return {"not": group} if negated else group
-    op = node.op_info
-    negated = op.negated if op else node.op.startswith(catalog.NOT)
-    if negated:
-        places.append((f"{path}.not", node))
-    rule: dict[str, Any] = {"field": node.field}
-    if node.field == "attribute":
-        rule["key"], rule["type"] = node.key, node.type
-    if node.field == "topic":
-        rule["topic"] = _ref(node.topic.strip())
-    rule["op"] = node.op.removeprefix(catalog.NOT)
-    if op is not None and op.kind is not Kind.NONE:
-        rule["value"] = value_of(op.kind, node.values)
-    return {"not": rule} if negated else rule
-
-
-def value_of(kind: Kind, values: list[str]) -> Any:
-    """The JSON value of what was typed; left as text where it does not parse, so that the
-    schema's own message ("Not a valid number.") reaches the marketer."""
-    if kind.is_list:
-        return [_one(kind.single, v.strip()) for v in values if v.strip()]
-    return _one(kind, values[0].strip() if values else "")
-
-
-def _one(kind: Kind, text: str) -> Any:
-    if kind is Kind.NUMBER:
-        return _number(text)
-    if kind in (Kind.INTEGER, Kind.CAMPAIGN):
-        return int(text) if _INTEGER.match(text) else text
-    if kind is Kind.BOOLEAN:
-        return {"true": True, "false": False}.get(text, text)
-    if kind is Kind.DATETIME and _DAY.match(text):
-        return text + MIDNIGHT
-    if kind is Kind.FORM:
-        return _ref(text)
-    return text
-
-
-def _ref(text: str) -> str | int:
-    """A topic or form: its slug as picked, or `#7` for an id that names nothing we know
-    (kept as the id, so that the error says so and saving does not change what it meant)."""
-    return int(text[1:]) if _UNKNOWN_ID.match(text) else text
-
-
-def _number(text: str) -> Any:
-    if _INTEGER.match(text):
-        return int(text)
-    spelled = text.replace(",", ".") if text.count(",") == 1 and "." not in text else text
-    if _DECIMAL.match(spelled):
-        number = float(spelled)
-        if math.isfinite(number):
-            return number
-    return text
-
-
-# Rule tree -> nodes -------------------------------------------------------------------------
-
-
-def from_tree(tree: dict[str, Any], choices: Choices) -> Group:
-    """The builder's nodes for a (normalised) tree; the root is always a group."""
-    node = _node(tree, choices)
-    return node if isinstance(node, Group) else Group("all", [node])
-
-
-def _node(raw: dict[str, Any], choices: Choices) -> Node:
-    for kind in ("all", "any"):
-        if kind in raw:
-            return Group(kind, [_node(child, choices) for child in raw[kind]])
-    if "not" in raw:
-        return negate(_node(raw["not"], choices))
-    cond = Condition(field=str(raw.get("field", "")), op=str(raw.get("op", "")))
-    if cond.field == "attribute":
-        cond.key, cond.type = str(raw.get("key", "")), str(raw.get("type", "string"))
-        cond.custom_key = not choices.has_attribute(cond.key)
-    if cond.field == "topic":
-        topic = raw.get("topic")
-        known = choices.topic_slugs
-        cond.topic = known.get(topic, f"#{topic}") if isinstance(topic, int) else str(topic)
-    if "value" in raw:
-        value = raw["value"]
-        items = value if isinstance(value, list) else [value]
-        cond.values = [_shown(cond, item, choices) for item in items]
-    return cond
-
-
-def _shown(cond: Condition, value: Any, choices: Choices) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        if cond.field == "form" and isinstance(value, int):
-            return choices.form_slugs.get(value, f"#{value}")
-        return json.dumps(value)
-    text = str(value)
-    if cond.kind is Kind.DATETIME and text.endswith(MIDNIGHT) and _DAY.match(text[:10]):
-        return text[:10]
-    return text
-
-
-def negate(node: Node) -> Node:
-    if isinstance(node, Group):
-        node.mode = _NEGATED_MODE.get(node.mode, node.mode)
-    else:
-        node.op = catalog.negate(node.op)
-    return node
-
-
-# Errors onto nodes --------------------------------------------------------------------------
-
-
-def attach(root: Group, places: Places, errors: Errors) -> None:
-    """Put each error (by rule path) on the node it concerns: the one with the longest rule
-    path that is a prefix of it; conditions keep it by input (`value`, `op`, ...)."""
-    for path, messages in errors.items():
-        node, rest = root, ""
-        best = -1
-        for place, candidate in places:
-            if (path == place or path.startswith(place + ".")) and len(place) > best:
-                node, rest, best = candidate, path[len(place) + 1 :], len(place)
-        if isinstance(node, Group):
-            node.errors.extend(m for m in messages if m not in node.errors)
-            continue
-        name, _, index = rest.partition(".")
-        name = name if name in INPUTS else ""
-        node.errors.setdefault(name, []).extend(_friendly(node, name, index, m) for m in messages)
-
-
-def _friendly(cond: Condition, name: str, index: str, message: str) -> str:
-    """The schema's messages, said for the form a marketer sees."""
-    kind = cond.kind
-    if name == "field" and not cond.field:
-        return "Choose what to compare."
-    if name == "key" and not cond.key:
-        return "Enter the attribute's name."
-    if name == "topic" and not cond.topic:
-        return "Choose a topic."
-    if name == "value" and cond.blank and not index:
-        return "Choose a value." if kind in _PICKED or (kind and kind.is_list) else "Enter a value."
-    if name == "value" and index.isdigit() and kind is not None and kind.lines:
-        return f"Line {int(index) + 1}: {message}"
-    if name == "value" and index.isdigit() and int(index) < len(cond.values):
-        return f"{cond.values[int(index)]}: {message}"
-    return message
-
-
-def has_errors(root: Group) -> bool:
-    if root.errors:
-        return True
-    return any(has_errors(c) if isinstance(c, Group) else bool(c.errors) for c in root.children)
-
-
 # All of it ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Built:
-    root: Group
-    tree: dict[str, Any] | None  # normalised and checked; None while anything is wrong
-    errors: Errors  # by rule path
 
 
 def build(
@@ -463,21 +181,3 @@ def build(
         apply(root, nodes, action)
         adjust(root, nodes, form, choices)
     return check(root, references)
-
-
-def check(root: Group, references: Callable[[dict[str, Any]], Errors] | None = None) -> Built:
-    raw, places, errors = to_tree(root)
-    tree = None
-    if not errors:
-        try:
-            tree = validate_tree(raw)
-        except RulesError as exc:
-            errors = exc.errors
-    if tree is not None and references is not None:
-        errors = references(tree)
-        if errors:
-            tree = None
-    if root.errors:
-        tree = None
-    attach(root, places, errors)
-    return Built(root, tree, errors)

@@ -1,7 +1,7 @@
 """What a marketer can pick in the segment builder: fields, their operators and the kind of
 value each operator takes, in plain words.
 
-The grammar itself lives in `mailer.segments.rules`; this is its menu. Every op the grammar
+The grammar itself lives in `mailer.segments.grammar`; this is its menu. Every op the grammar
 has for a field is here (so any saved tree can be shown), and a few have a negated twin
 (`not:contains`, label "does not contain") that the builder writes as `{"not": condition}`,
 because "did not open campaign X" is what people ask for, not "not (opened campaign X)".

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign, CampaignStatus
-from mailer.segments.rules import ATTRIBUTE_KEY
+from mailer.segments.grammar import ATTRIBUTE_KEY
 from mailer.subscribers.models import Form, Subscriber, Topic
 
 SAMPLE = 1000

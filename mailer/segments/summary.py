@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from mailer.segments import catalog
-from mailer.segments.builder_form import MIDNIGHT, Condition, Node, from_tree
+from mailer.segments.builder_nodes import Condition, Node
+from mailer.segments.builder_tree import MIDNIGHT, from_tree
 from mailer.segments.catalog import Kind
 from mailer.segments.choices import Choices
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer import tasks
 from mailer.config import Settings
 from mailer.database import after_commit, utcnow
-from mailer.subscribers import import_mapping, import_rows, importer
+from mailer.subscribers import import_mapping, import_report, import_rows, importer
 from mailer.subscribers.import_models import DONE, ImportStatus, SubscriberImport
 from mailer.subscribers.models import Form, Topic
 
@@ -276,7 +276,7 @@ class _Progress:
         self.written, self.at = rows, time.monotonic()
 
 
-def report_of(report: importer.ImportReport) -> dict[str, Any]:
+def report_of(report: import_report.ImportReport) -> dict[str, Any]:
     """The importer's report as kept on the row (JSON)."""
     data = asdict(report)
     data["row_errors"] = data.pop("errors")

@@ -12,7 +12,8 @@ skipped. Bad rows are reported with their line and field; they never stop the im
 
 The file is read as a stream, line by line, in chunks; rows with evidence are committed once
 per chunk, rows without evidence one by one (the sign-up service commits). The columns and
-how each cell is checked: `mailer.subscribers.import_rows`.
+how each cell is checked: `mailer.subscribers.import_rows`; what the report counts and lists:
+`mailer.subscribers.import_report`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mailer.database import utcnow
 from mailer.delivery.models import BLOCKING, Suppression, SuppressionReason
 from mailer.pseudonyms import keyed
 from mailer.subscribers import profiles, signup, status
+from mailer.subscribers.import_report import ImportReport, Outcome
 from mailer.subscribers.import_rows import (
     MAX_ID,
     BadFile,
@@ -45,10 +47,9 @@ from mailer.subscribers.import_rows import (
 )
 from mailer.subscribers.models import Form, Subscriber, Subscription, SubscriptionStatus
 
-__all__ = ["BadFile", "BadOption", "ImportOptions", "ImportReport", "run"]
+__all__ = ["BadFile", "BadOption", "ImportOptions", "run"]
 
 CHUNK = 500
-MAX_LISTED = 1000  # row errors and skipped rows listed in the report; the rest are counted
 
 
 class BadOption(BadFile):
@@ -67,46 +68,6 @@ class ImportOptions:
     domain: str = "localhost"  # for Message-IDs of the confirmations
     truncate_ip: bool = False
     chunk_size: int = CHUNK
-
-
-@dataclass(frozen=True)
-class RowError:
-    line: int
-    field: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Skipped:
-    line: int
-    reason: str
-
-
-@dataclass
-class ImportReport:
-    import_id: str
-    rows: int = 0
-    created_active: int = 0
-    created_pending: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    invalid: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    skipped_rows: list[Skipped] = field(default_factory=list)
-    # The file stopped being readable here (bad encoding, broken quoting): rows after it
-    # were not imported; rows before it were.
-    stopped_at_line: int | None = None
-
-    def error(self, line: int, field_name: str, message: str) -> None:
-        if len(self.errors) < MAX_LISTED:
-            self.errors.append(RowError(line, field_name, message))
-
-    def skip(self, line: int, reason: str, counted: bool = True) -> None:
-        if counted:
-            self.skipped += 1
-        if len(self.skipped_rows) < MAX_LISTED:
-            self.skipped_rows.append(Skipped(line, reason))
 
 
 def run(session: Session, data: Iterable[bytes], options: ImportOptions) -> ImportReport:
@@ -215,7 +176,7 @@ class _Importer:
         for outcome in outcomes:
             outcome.count(report)
 
-    def _with_evidence(self, rows: list[Row]) -> list[_Outcome]:
+    def _with_evidence(self, rows: list[Row]) -> list[Outcome]:
         """New addresses first, inserted together (one flush), then their events; then the
         rest in file order (a repeated address is then an existing subscriber)."""
         blocked = self._blocked({r.email for r in rows})
@@ -229,7 +190,7 @@ class _Importer:
         outcomes, new, rest = [], {}, []
         for row in rows:
             if row.email in blocked:
-                outcomes.append(_Outcome("skipped", row.line, blocked[row.email]))
+                outcomes.append(Outcome("skipped", row.line, blocked[row.email]))
             elif row.email in ids or row.email in new:
                 rest.append(row)
             else:
@@ -239,7 +200,7 @@ class _Importer:
         for row, subscriber in new.values():
             self._record(subscriber, list(row.topics), row)
             ids[row.email] = subscriber.id
-            outcomes.append(_Outcome("created_active", row.line))
+            outcomes.append(Outcome("created_active", row.line))
         outcomes += [self._evidence_existing(row, ids[row.email]) for row in rest]
         return outcomes
 
@@ -264,11 +225,11 @@ class _Importer:
         status.refresh(subscriber)
         return subscriber
 
-    def _evidence_existing(self, row: Row, subscriber_id: int) -> _Outcome:
+    def _evidence_existing(self, row: Row, subscriber_id: int) -> Outcome:
         subscriber = status.lock(self.session, subscriber_id)
         profile_changed = self._update_profile(subscriber, row)
         if profile_changed is None:
-            return _Outcome("invalid", row.line, TOO_MANY_ATTRIBUTES, "attributes")
+            return Outcome("invalid", row.line, TOO_MANY_ATTRIBUTES, "attributes")
         ev = row.evidence
         by_topic = {s.topic_id: s for s in subscriber.subscriptions}
         activated, refused = [], []
@@ -297,10 +258,10 @@ class _Importer:
             self.session.flush()
             self._record(subscriber, activated, row)
         if activated or profile_changed:
-            return _Outcome("updated", row.line, note)
+            return Outcome("updated", row.line, note)
         if refused:
-            return _Outcome("skipped", row.line, note)
-        return _Outcome("unchanged", row.line)
+            return Outcome("skipped", row.line, note)
+        return Outcome("unchanged", row.line)
 
     def _update_profile(self, subscriber: Subscriber, row: Row) -> bool | None:
         """Name, locale and attributes from the row (empty cells change nothing). Whether
@@ -390,7 +351,7 @@ class _Importer:
             try:  # checked now, applied after the sign-up service has committed
                 profiles.merge_attributes(found.attributes or {}, row.attributes)
             except profiles.InvalidAttributes:
-                _Outcome("invalid", row.line, TOO_MANY_ATTRIBUTES, "attributes").count(report)
+                Outcome("invalid", row.line, TOO_MANY_ATTRIBUTES, "attributes").count(report)
                 return
             have = {s.topic_id: s.status for s in found.subscriptions}
             wanted = [s for s in slugs if self.topics[s] not in have]
@@ -430,28 +391,7 @@ class _Importer:
             kind = "updated"
         else:
             kind = "skipped" if refused else "unchanged"
-        _Outcome(kind, row.line, note).count(report)
+        Outcome(kind, row.line, note).count(report)
 
 
 TOO_MANY_ATTRIBUTES = f"a subscriber has at most {profiles.MAX_KEYS} attributes"
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What became of one row; counted only once its transaction has committed."""
-
-    kind: str  # created_active | created_pending | updated | unchanged | skipped | invalid
-    line: int
-    note: str | None = None
-    field: str | None = None  # for invalid rows
-
-    def count(self, report: ImportReport) -> None:
-        if self.kind == "invalid":
-            report.invalid += 1
-            report.error(self.line, self.field or "row", self.note or "")
-        elif self.kind == "skipped":
-            report.skip(self.line, self.note or "")
-        else:
-            setattr(report, self.kind, getattr(report, self.kind) + 1)
-            if self.note:
-                report.skip(self.line, self.note, counted=False)

@@ -263,14 +263,14 @@ def test_addresses_stay_out_of_urls_and_old_links_move_them_out(
 def test_a_forged_or_stale_subject_link_asks_for_a_new_lookup(session, staff_client, app):
     import time
 
-    from mailer.admin.compliance import common
+    from mailer.admin.compliance import subject_refs
     from mailer.settings import sealing
 
     officer = staff_client(Role.COMPLIANCE)
     key = app.config["MAILER"].secret_key
     stale = (
-        sealing._fernet(key, common._SUBJECT_REF)
-        .encrypt_at_time(EMAIL.encode(), int(time.time()) - common.SUBJECT_REF_SECONDS - 60)
+        sealing._fernet(key, subject_refs._SUBJECT_REF)
+        .encrypt_at_time(EMAIL.encode(), int(time.time()) - subject_refs.SUBJECT_REF_SECONDS - 60)
         .decode()
     )
     other_purpose = sealing.seal(key, EMAIL.encode())  # sealed for the settings, not here

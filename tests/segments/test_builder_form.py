@@ -5,6 +5,8 @@ from __future__ import annotations
 from werkzeug.datastructures import MultiDict
 
 from mailer.segments import builder_form as bf
+from mailer.segments import builder_tree as bt
+from mailer.segments.catalog import Kind
 from mailer.segments.choices import AttributeKey, Choices, Option
 from mailer.segments.rules import MAX_CONDITIONS, validate_tree
 
@@ -42,7 +44,7 @@ def test_the_form_is_read_into_a_tree_in_index_order():
     assert root.mode == "any"
     assert [c.values for c in root.children] == [["2"], ["9"], ["10"]]
     assert set(nodes) == {"r", "r.2", "r.9", "r.10"}
-    tree, _places, errors = bf.to_tree(root)
+    tree, _places, errors = bt.to_tree(root)
     assert not errors
     assert tree == {"any": [{"field": "open_count", "op": "gte", "value": v} for v in (2, 9, 10)]}
 
@@ -122,20 +124,20 @@ def test_a_new_field_gets_its_first_op_and_a_fitting_value():
 
 
 def test_values_are_read_as_their_kind_and_left_as_text_when_they_do_not_parse():
-    k = bf.Kind
-    assert bf.value_of(k.NUMBER, [" 12 "]) == 12
-    assert bf.value_of(k.NUMBER, ["3,5"]) == 3.5
-    assert bf.value_of(k.NUMBER, ["1e3"]) == 1000.0
-    assert bf.value_of(k.NUMBER, ["1_000"]) == "1_000"
-    assert bf.value_of(k.NUMBER, ["nan"]) == "nan"
-    assert bf.value_of(k.NUMBER, ["1e999"]) == "1e999"
-    assert bf.value_of(k.INTEGER, ["7"]) == 7 and bf.value_of(k.INTEGER, ["7.5"]) == "7.5"
-    assert bf.value_of(k.DATETIME, ["2025-03-01"]) == "2025-03-01T00:00:00+00:00"
-    assert bf.value_of(k.DATETIME, ["2025-03-01T10:00"]) == "2025-03-01T10:00"
-    assert bf.value_of(k.BOOLEAN, ["false"]) is False
-    assert bf.value_of(k.FORM, ["#12"]) == 12 and bf.value_of(k.FORM, ["home"]) == "home"
-    assert bf.value_of(k.NUMBERS, ["1", "", "x"]) == [1, "x"]
-    assert bf.value_of(k.TEXT, []) == ""
+    k = Kind
+    assert bt.value_of(k.NUMBER, [" 12 "]) == 12
+    assert bt.value_of(k.NUMBER, ["3,5"]) == 3.5
+    assert bt.value_of(k.NUMBER, ["1e3"]) == 1000.0
+    assert bt.value_of(k.NUMBER, ["1_000"]) == "1_000"
+    assert bt.value_of(k.NUMBER, ["nan"]) == "nan"
+    assert bt.value_of(k.NUMBER, ["1e999"]) == "1e999"
+    assert bt.value_of(k.INTEGER, ["7"]) == 7 and bt.value_of(k.INTEGER, ["7.5"]) == "7.5"
+    assert bt.value_of(k.DATETIME, ["2025-03-01"]) == "2025-03-01T00:00:00+00:00"
+    assert bt.value_of(k.DATETIME, ["2025-03-01T10:00"]) == "2025-03-01T10:00"
+    assert bt.value_of(k.BOOLEAN, ["false"]) is False
+    assert bt.value_of(k.FORM, ["#12"]) == 12 and bt.value_of(k.FORM, ["home"]) == "home"
+    assert bt.value_of(k.NUMBERS, ["1", "", "x"]) == [1, "x"]
+    assert bt.value_of(k.TEXT, []) == ""
 
 
 def test_negations_read_as_the_builder_shows_them_and_write_back_the_same():
@@ -151,14 +153,14 @@ def test_negations_read_as_the_builder_shows_them_and_write_back_the_same():
             ]
         }
     }
-    root = bf.from_tree(validate_tree(tree), FOUND)
+    root = bt.from_tree(validate_tree(tree), FOUND)
     assert root.mode == "notall"
     ops = [getattr(c, "op", None) for c in root.children]
     assert ops == ["not:opened", "lt", "not:lt", None, "exists", "in"]
     assert root.children[3].mode == "none"
     assert root.children[4].topic == "news"
     assert root.children[5].values == ["home", "#99", "home"]
-    written, _places, _errors = bf.to_tree(root)
+    written, _places, _errors = bt.to_tree(root)
     assert written == {
         "not": {
             "all": [
@@ -171,10 +173,10 @@ def test_negations_read_as_the_builder_shows_them_and_write_back_the_same():
             ]
         }
     }
-    bare = bf.from_tree({"field": "status", "op": "eq", "value": "active"}, FOUND)
-    assert bf.to_tree(bare)[0] == {"all": [{"field": "status", "op": "eq", "value": "active"}]}
+    bare = bt.from_tree({"field": "status", "op": "eq", "value": "active"}, FOUND)
+    assert bt.to_tree(bare)[0] == {"all": [{"field": "status", "op": "eq", "value": "active"}]}
     assert (
-        bf.from_tree({"field": "attribute", "key": "ghost", "type": "date", "op": "exists"}, FOUND)
+        bt.from_tree({"field": "attribute", "key": "ghost", "type": "date", "op": "exists"}, FOUND)
         .children[0]
         .custom_key
     )
@@ -210,7 +212,7 @@ def test_errors_land_on_the_condition_and_input_they_concern():
     assert bad.errors["key"] == ["Enter the attribute's name."]
     assert unchosen.errors == {"field": ["Choose what to compare."]}
     assert empty.errors == {"value": ["Enter a value."]}
-    assert bf.has_errors(built.root)
+    assert bt.has_errors(built.root)
     # Fixed, the same form gives the tree; references are checked by the given function.
     data.setlist("r.0-value", ["3"])
     data.setlist("r.1.0-key", ["seats"])

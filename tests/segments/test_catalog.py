@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mailer.segments import catalog, choices, summary
 from mailer.segments.catalog import Kind
-from mailer.segments.rules import ATTRIBUTE_OPS, ATTRIBUTE_TYPES, FIELDS
+from mailer.segments.grammar import ATTRIBUTE_OPS, ATTRIBUTE_TYPES, FIELDS
 
 
 def test_the_menu_offers_every_op_of_the_grammar_and_nothing_else():

@@ -25,7 +25,8 @@ from mailer.segments.evaluator import (
     SubscriptionFact,
     matches,
 )
-from mailer.segments.rules import ATTRIBUTE_OPS, validate_tree
+from mailer.segments.grammar import ATTRIBUTE_OPS
+from mailer.segments.rules import validate_tree
 from mailer.subscribers.models import Subscriber, Subscription
 from tests.segments.conftest import NOW, World
 

@@ -11,7 +11,7 @@ from mailer.consent.ledger import Visit
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.delivery.models import MessageKind, MessageStatus, OutboundMessage
 from mailer.extensions import db
-from mailer.subscribers import notices, preferences, signup
+from mailer.subscribers import confirmation, notices, preferences
 from tests import signups
 from tests.factories import make_form
 
@@ -56,7 +56,7 @@ def _count(session, type_):
 
 def test_four_confirms_at_once_write_one_event_and_one_welcome(app, client, session):
     message_id = _pending_signup(client, session)
-    errors = _at_once(app, 4, lambda s: signup.confirm(s, message_id, Visit(), "localhost"))
+    errors = _at_once(app, 4, lambda s: confirmation.confirm(s, message_id, Visit(), "localhost"))
     assert errors == []
     assert _count(session, ConsentEventType.CONFIRMED) == 1
     welcomes = session.scalar(
@@ -69,7 +69,7 @@ def test_four_confirms_at_once_write_one_event_and_one_welcome(app, client, sess
 
 def test_four_unsubscribes_at_once_write_one_withdrawal(app, client, session):
     message_id = _pending_signup(client, session, welcome=False)
-    signup.confirm(session, message_id, Visit(), "localhost")
+    confirmation.confirm(session, message_id, Visit(), "localhost")
     subscriber_id = session.scalar(select(OutboundMessage.subscriber_id))
     errors = _at_once(
         app,

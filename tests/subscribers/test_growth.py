@@ -15,7 +15,7 @@ from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
 from mailer.delivery import suppressions
 from mailer.delivery.models import OutboundMessage, SuppressionReason
-from mailer.subscribers import growth, signup
+from mailer.subscribers import confirmation, growth
 from mailer.subscribers.models import Form, Subscriber, SubscriberStatus
 from tests import signups
 from tests.factories import make_form
@@ -119,7 +119,8 @@ def test_a_real_sign_up_and_confirmation_count_today(client, session):
         headers={"Origin": "https://shop.example"},
     )
     signups.drain(client.application)
-    signup.confirm(session, session.scalar(select(OutboundMessage.id)), Visit(), "localhost")
+    message_id = session.scalar(select(OutboundMessage.id))
+    confirmation.confirm(session, message_id, Visit(), "localhost")
     span = growth.period(utcnow(), 30)
     daily = growth.daily(session, span)
     assert (daily.new[-1], daily.confirmed[-1], daily.unsubscribed[-1]) == (1, 1, 0)

@@ -18,8 +18,9 @@ from wtforms.fields.choices import SelectChoice
 
 from mailer.admin.access import MARKETING, roles_required
 from mailer.admin.campaigns import bp
-from mailer.admin.campaigns.common import ID, STEPS, campaign_or_404, settings
 from mailer.admin.campaigns.forms import AudienceForm, ContentForm, ScheduleForm, TrackingForm
+from mailer.admin.campaigns.lookup import campaign_or_404, settings
+from mailer.api.fields import ID
 from mailer.campaigns import audience as reach
 from mailer.campaigns import catalogue, drafts, lifecycle, planning, sandbox, templates
 from mailer.campaigns import content as content_rules
@@ -31,6 +32,14 @@ from mailer.extensions import db
 from mailer.segments.service import list_segments
 from mailer.subscribers.models import Topic
 
+# The flow's steps, in order; the review (`review.py`) shows them too.
+STEPS = (
+    ("content", "Content"),
+    ("audience", "Audience"),
+    ("tracking", "Tracking"),
+    ("schedule", "Schedule"),
+    ("review", "Review"),
+)
 CONTENT_FIELDS = ("name", "subject", "preheader", "from_name", "from_email", "reply_to")
 _ZONES_KEPT = 50
 

@@ -6,7 +6,7 @@ from flask import render_template, request
 
 from mailer.admin.access import MARKETING, roles_required
 from mailer.admin.campaigns import bp
-from mailer.admin.campaigns.common import page_number
+from mailer.admin.pagination import page_arg
 from mailer.campaigns import overview
 from mailer.campaigns.models import CampaignStatus
 from mailer.extensions import db
@@ -19,7 +19,7 @@ PER_PAGE = 25
 def index() -> str:
     wanted = request.args.get("status", "")
     status = next((s for s in CampaignStatus if s.value == wanted), None)
-    page = page_number()
+    page = page_arg()
     rows, total = overview.campaigns_page(db.session, page, PER_PAGE, status)
     return render_template(
         "web/admin/campaigns/index.html",

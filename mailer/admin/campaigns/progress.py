@@ -15,7 +15,8 @@ from flask import flash, redirect, render_template, url_for
 
 from mailer.admin.access import MARKETING, roles_required
 from mailer.admin.campaigns import bp
-from mailer.admin.campaigns.common import ID, campaign_or_404
+from mailer.admin.campaigns.lookup import campaign_or_404
+from mailer.api.fields import ID
 from mailer.campaigns import lifecycle, reports
 from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.extensions import db

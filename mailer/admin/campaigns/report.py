@@ -13,7 +13,8 @@ from flask import flash, redirect, render_template, url_for
 from mailer.admin import charts
 from mailer.admin.access import MARKETING, roles_required
 from mailer.admin.campaigns import bp
-from mailer.admin.campaigns.common import ID, campaign_or_404
+from mailer.admin.campaigns.lookup import campaign_or_404
+from mailer.api.fields import ID
 from mailer.campaigns import reports, timeline, unsubscribes
 from mailer.campaigns.models import CampaignStatus
 from mailer.extensions import db

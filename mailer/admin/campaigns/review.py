@@ -13,9 +13,10 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 
 from mailer.admin.access import MARKETING, roles_required
 from mailer.admin.campaigns import bp
-from mailer.admin.campaigns.common import ID, STEPS, campaign_or_404, is_htmx, settings
-from mailer.admin.campaigns.flow import remembered_zone
+from mailer.admin.campaigns.flow import STEPS, remembered_zone
 from mailer.admin.campaigns.forms import TestSendForm, parse_addresses
+from mailer.admin.campaigns.lookup import campaign_or_404, settings
+from mailer.api.fields import ID
 from mailer.campaigns import audience, checklist, drafts, lifecycle, planning, proofs
 from mailer.campaigns.checklist import Review
 from mailer.campaigns.models import Campaign, CampaignStatus
@@ -24,6 +25,7 @@ from mailer.database import utcnow
 from mailer.delivery.mime import HeaderInjection
 from mailer.emails.mjml import MjmlError, MjmlUnavailable
 from mailer.extensions import db
+from mailer.web import htmx_fragment
 
 CONTENT_ERRORS = (ContentError, HeaderInjection, MjmlError, MjmlUnavailable)
 
@@ -120,7 +122,7 @@ def test_send(campaign_id: int) -> Any:
         except OSError as exc:  # the SMTP server could not be reached
             db.session.rollback()
             errors = [f"The mail server could not be reached: {exc}"]
-    if is_htmx():
+    if htmx_fragment():
         return render_template(
             "web/admin/campaigns/_test_result.html", errors=errors, results=results
         )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from mailer.admin.access import ADMIN, roles_required
 from mailer.admin.compliance import bp
-from mailer.admin.compliance.common import address_of
+from mailer.admin.compliance.subject_refs import address_of
 from mailer.compliance import actors, staff_log
 from mailer.compliance.models import StaffAccess
 from mailer.extensions import db

@@ -25,9 +25,9 @@ from wtforms.validators import Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from mailer.admin.access import COMPLIANCE, roles_required
+from mailer.admin.access_log import log_access
 from mailer.admin.compliance import bp
-from mailer.admin.compliance.common import log
-from mailer.api.common import ID
+from mailer.api.fields import ID
 from mailer.compliance import audit_export, export_jobs
 from mailer.compliance.models import ExportJob, ExportStatus
 from mailer.consent.models import ConsentEventType
@@ -130,7 +130,7 @@ def request_export() -> Response | tuple[str, int]:
         requested_by=current_user.email,
         ttl_hours=settings.export_ttl_hours,
     )
-    log(
+    log_access(
         "consent.export.request",
         details={
             "export_id": export.id,
@@ -190,7 +190,7 @@ def download(export_id: int) -> Response:
         if export.status in (ExportStatus.DONE, ExportStatus.EXPIRED):
             abort(error_response(410, {"export": ["This file has expired; request a new export."]}))
         abort(error_response(404, {"export": ["This export has no file (yet)."]}))
-    log(
+    log_access(
         "consent.export.download",
         details={
             "export_id": export.id,

@@ -8,11 +8,11 @@ from flask_login import current_user
 
 from mailer.admin.access import COMPLIANCE, roles_required, staff
 from mailer.admin.compliance import bp
-from mailer.admin.compliance.common import is_htmx
 from mailer.compliance import verification
 from mailer.consent import chain
 from mailer.database import utcnow
 from mailer.extensions import db, jobs
+from mailer.web import htmx_fragment
 
 ANCHORS_SHOWN = 10
 ANCHORS_PRINTED = 50
@@ -63,7 +63,7 @@ def verify() -> Response | str:
         message, category = "The check runs in the background; this page shows the result.", "ok"
     else:
         message, category = "The job queue is unreachable; try again shortly.", "error"
-    if is_htmx():
+    if htmx_fragment():
         return render_template(
             "web/admin/compliance/_ledger_status.html", note=message, **_status_context()
         )

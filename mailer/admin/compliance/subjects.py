@@ -12,8 +12,9 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 from flask_login import current_user
 
 from mailer.admin.access import COMPLIANCE, roles_required
+from mailer.admin.access_log import log_access
 from mailer.admin.compliance import bp
-from mailer.admin.compliance.common import address_from_ref, address_of, log, subject_ref
+from mailer.admin.compliance.subject_refs import address_from_ref, address_of, subject_ref
 from mailer.compliance import access, access_zip, erasure, proof
 from mailer.consent.models import ConsentSource
 from mailer.extensions import db
@@ -69,7 +70,7 @@ def subject(ref: str) -> Response | tuple[str, int]:
     address = address_from_ref(ref)
     if address is None:
         return _need_address()
-    log("subject.consent", address)
+    log_access("subject.consent", address)
     found = proof.proof(db.session, address, current_app.config["MAILER"].controller)
     html = render_template(
         "web/admin/compliance/subjects.html",
@@ -89,7 +90,7 @@ def receipt(ref: str) -> Response | tuple[str, int]:
     address = address_from_ref(ref)
     if address is None:
         return _need_address()
-    log("subject.receipt", address)
+    log_access("subject.receipt", address)
     found = proof.proof(db.session, address, current_app.config["MAILER"].controller)
     html = render_template(
         "web/admin/compliance/receipt.html",
@@ -117,7 +118,7 @@ def subject_export(ref: str) -> Response:
     fmt = request.args.get("format", "zip")
     if fmt not in FORMATS:
         fmt = "zip"
-    log("subject.export", address, details={"format": fmt})
+    log_access("subject.export", address, details={"format": fmt})
     try:
         document = access.export(db.session, address)
     except access.NothingHeld:
@@ -169,7 +170,7 @@ def erase() -> Response | tuple[str, int]:
             confirm=confirm[:320],
         )
         return html, 422
-    log("subject.erase", address)
+    log_access("subject.erase", address)
     actor = f"user:{current_user.id} {current_user.email}"[:320]
     try:
         result = erasure.erase(db.session, address, actor, ConsentSource.ADMIN)

@@ -24,9 +24,10 @@ from wtforms import ValidationError
 
 from mailer.accounts.models import User
 from mailer.admin.access import MARKETING, roles_required
+from mailer.admin.access_log import log_access
+from mailer.admin.pagination import page_arg
 from mailer.admin.subscribers import bp
-from mailer.admin.subscribers.common import log_access, page_arg
-from mailer.api.common import ID, MAX_ID
+from mailer.api.fields import ID, MAX_ID
 from mailer.extensions import csrf, db
 from mailer.subscribers import import_jobs, import_mapping, import_preview, import_rows
 from mailer.subscribers.import_models import ImportStatus, SubscriberImport

@@ -9,13 +9,15 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from sqlalchemy import select
 
 from mailer.admin.access import MARKETING, STAFF, can, roles_required
+from mailer.admin.access_log import log_access
+from mailer.admin.pagination import page_arg
 from mailer.admin.subscribers import bp
-from mailer.admin.subscribers.common import htmx_fragment, log_access, page_arg
-from mailer.api.common import ID
+from mailer.api.fields import ID
 from mailer.compliance.staff_log import mask
 from mailer.extensions import db
 from mailer.subscribers import attribute_values, profiles, search, timeline
 from mailer.subscribers.models import Form, Subscriber, SubscriberStatus, Topic
+from mailer.web import htmx_fragment
 
 PER_PAGE = 50
 MAX_TOPICS = 500  # in the filter's drop-down

@@ -12,10 +12,10 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from mailer.admin.access import MARKETING, roles_required
-from mailer.admin.subscribers.common import page_arg
+from mailer.admin.pagination import page_arg
 from mailer.admin.topics import bp
-from mailer.api.common import ID
 from mailer.api.errors import flatten
+from mailer.api.fields import ID
 from mailer.api.forms import FormArgs
 from mailer.extensions import db
 from mailer.public.views import _embed_snippet  # the embed route's own text, word for word

@@ -10,10 +10,10 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from mailer.admin.access import MARKETING, roles_required
-from mailer.admin.subscribers.common import page_arg
+from mailer.admin.pagination import page_arg
 from mailer.admin.topics import bp
-from mailer.api.common import ID
 from mailer.api.errors import flatten
+from mailer.api.fields import ID
 from mailer.api.topics import TopicArgs
 from mailer.extensions import db
 from mailer.subscribers import form_editing

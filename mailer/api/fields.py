@@ -1,5 +1,7 @@
-"""Fields and arguments the API modules share: pages, addresses, locales. Messages are English
-(the API is not translated)."""
+"""Fields, arguments and checks the API's schemas share: ids, addresses, the form argument,
+locales, text without control characters. Messages are English (the API is not translated).
+
+The id limits are the database's, so the admin pages use `ID` and `MAX_ID` too."""
 
 from __future__ import annotations
 
@@ -7,31 +9,13 @@ from typing import Any
 
 from email_validator import EmailNotValidError
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from mailer.api.errors import ApiError
 from mailer.subscribers.schemas import MAX_EMAIL, normalise_email
 
-MAX_PER_PAGE = 200
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database; larger ones name nothing
 ID = f"int(max={MAX_ID})"  # the route converter for ids: too large is a 404, not an error
-
-
-class PageArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
-
-
-class Page(Schema):
-    """The envelope of every paginated list: the items, and where they sit in the whole."""
-
-    total = fields.Integer(metadata={"description": "items matching, on all pages"})
-    page = fields.Integer()
-    per_page = fields.Integer()
-
-
-def page_of(items: list[Any], total: int, args: dict[str, Any]) -> dict[str, Any]:
-    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"]}
 
 
 def normalised_address(value: str) -> str:
