@@ -40,6 +40,9 @@ TEMPLATES = {
     MessageKind.ALREADY_SUBSCRIBED: "already_subscribed",
     MessageKind.WELCOME: "welcome",
 }
+# The table, not the mapped class: these per-email UPDATEs skip the ORM's bulk-update
+# bookkeeping (none of the batch's rows are in the session).
+_OUTBOUND = OutboundMessage.__table__
 MAX_ATTEMPTS = 10  # across RQ retries and lost-job recoveries
 LOST_AFTER = timedelta(minutes=5)  # never tried this long after it was due: its job was lost
 STUCK_AFTER = timedelta(minutes=15)  # claimed this long ago and not finished: its worker died
@@ -163,14 +166,11 @@ def _claim(session: Session, message_id: int) -> bool:
     re-enqueued job) never both send it. The commit also makes the outcome of the batch's
     previous message durable (see `_finish`)."""
     result = session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id == message_id, OutboundMessage.status == MessageStatus.PENDING)
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.id == message_id, _OUTBOUND.c.status == MessageStatus.PENDING)
         .values(
-            status=MessageStatus.SENDING,
-            attempts=OutboundMessage.attempts + 1,
-            claimed_at=utcnow(),
+            status=MessageStatus.SENDING, attempts=_OUTBOUND.c.attempts + 1, claimed_at=utcnow()
         )
-        .execution_options(synchronize_session=False)
     )
     session.commit()
     return result.rowcount == 1
@@ -281,14 +281,13 @@ def _finish(
     commit: bool = True,
 ) -> MessageStatus:
     session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id == message_id)
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.id == message_id)
         .values(
             status=status,
             error=error[:2000] if error else None,
-            sent_at=utcnow() if status is MessageStatus.SENT else OutboundMessage.sent_at,
+            sent_at=utcnow() if status is MessageStatus.SENT else _OUTBOUND.c.sent_at,
         )
-        .execution_options(synchronize_session=False)
     )
     if commit:
         session.commit()
