@@ -48,7 +48,7 @@ from mailer.campaigns.problems import Located, locate
 from mailer.campaigns.sandbox import ContentError
 from mailer.compliance import staff_log
 from mailer.config import ROOT
-from mailer.delivery.mime import HeaderInjection
+from mailer.delivery.wire import HeaderInjection
 from mailer.emails.mjml import MjmlError, MjmlUnavailable
 from mailer.extensions import db, jobs
 from mailer.subscribers.models import Subscriber

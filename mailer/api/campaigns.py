@@ -18,7 +18,7 @@ from mailer.campaigns import drafts, lifecycle, proofs, reports
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.sandbox import ContentError
 from mailer.config import Settings
-from mailer.delivery.mime import HeaderInjection
+from mailer.delivery.wire import HeaderInjection
 from mailer.emails.mjml import MjmlError
 from mailer.extensions import db
 from mailer.settings import store

@@ -23,7 +23,7 @@ from mailer.campaigns.rendering import (
     freeze,
 )
 from mailer.delivery import transport
-from mailer.delivery.mime import HeaderInjection
+from mailer.delivery.wire import HeaderInjection
 from mailer.subscribers import forms
 from mailer.subscribers.models import Subscriber
 from mailer.tokens import Purpose, from_settings

@@ -7,7 +7,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from mailer.delivery.mime import Envelope, HeaderInjection, encode
+from mailer.delivery.mime import Envelope, encode
+from mailer.delivery.wire import HeaderInjection
 
 
 def _envelope(**kw):

@@ -22,7 +22,7 @@ from mailer.campaigns.checklist import Review
 from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.campaigns.sandbox import ContentError
 from mailer.database import utcnow
-from mailer.delivery.mime import HeaderInjection
+from mailer.delivery.wire import HeaderInjection
 from mailer.emails.mjml import MjmlError, MjmlUnavailable
 from mailer.extensions import db
 from mailer.web import htmx_fragment
