@@ -16,6 +16,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers import Response
 
 from mailer.admin.access import MARKETING, roles_required, staff
+from mailer.admin.pagination import page_arg
 from mailer.api.fields import MAX_ID
 from mailer.compliance import staff_log
 from mailer.database import utcnow
@@ -176,8 +177,7 @@ def _post(segment: Segment | None) -> Any:
 @roles_required(*MARKETING)
 def index() -> str:
     search = request.args.get("q", "").strip()[:200]
-    raw_page = request.args.get("page", "1")
-    page = min(int(raw_page), 100_000) if raw_page.isdigit() and int(raw_page) > 0 else 1
+    page = page_arg()
     rows, total = manage.page(db.session, page, PER_PAGE, search)
     return render_template(
         "web/admin/segments/index.html",

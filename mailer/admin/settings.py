@@ -27,6 +27,7 @@ from flask import (
 from flask_login import current_user
 
 from mailer.admin.access import ADMIN, roles_required
+from mailer.admin.pagination import page_arg
 from mailer.api.errors import flatten
 from mailer.api.fields import MAX_ID
 from mailer.config import Settings
@@ -298,8 +299,7 @@ def dkim_delete(key_id: int) -> Response:
 @bp.get("/history")
 @roles_required(*ADMIN)
 def history() -> str:
-    page = request.args.get("page", "1")
-    number = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
+    number = page_arg()
     name = request.args.get("key") or None
     if name is not None and name not in KEYS and name != dkim_keys.HISTORY_KEY:
         name = None

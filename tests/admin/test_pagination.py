@@ -14,6 +14,10 @@ LISTS = [
     "/admin/topics/",
     "/admin/subscribers/import",
     "/admin/topics/forms/",
+    "/admin/segments/",
+    "/admin/settings/history",
+    "/admin/compliance/exports",
+    "/admin/compliance/audit-log",
 ]
 
 
