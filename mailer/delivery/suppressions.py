@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,17 +22,22 @@ def is_blocked(session: Session, email: str) -> bool:
     return reason in BLOCKING
 
 
-def blocked(session: Session, emails: list[str]) -> set[str]:
-    """Those of `emails` that `is_blocked`, in one query (a batch of system emails)."""
+def reasons(session: Session, emails: Iterable[str]) -> dict[str, SuppressionReason]:
+    """Each of `emails` on the list, with its reason (erasure entries too), in one query."""
     by_digest = {keyed(session, e): e for e in emails}
     if not by_digest:
-        return set()
+        return {}
     rows = session.execute(
         select(Suppression.email_hmac, Suppression.reason).where(
             Suppression.email_hmac.in_(by_digest)
         )
     )
-    return {by_digest[digest] for digest, reason in rows if reason in BLOCKING}
+    return {by_digest[digest]: reason for digest, reason in rows}
+
+
+def blocked(session: Session, emails: Iterable[str]) -> set[str]:
+    """Those of `emails` that `is_blocked`, in one query (a batch of sign-ups or emails)."""
+    return {e for e, reason in reasons(session, emails).items() if reason in BLOCKING}
 
 
 def add(session: Session, email: str, reason: SuppressionReason, detail: str = "") -> None:

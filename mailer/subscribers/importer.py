@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session, selectinload
 from mailer.consent import chain, ledger
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
-from mailer.delivery.models import BLOCKING, Suppression, SuppressionReason
-from mailer.pseudonyms import keyed
+from mailer.delivery import suppressions
+from mailer.delivery.models import BLOCKING, SuppressionReason
 from mailer.subscribers import profiles, signup, status
 from mailer.subscribers.import_report import ImportReport, Outcome
 from mailer.subscribers.import_rows import (
@@ -142,18 +142,12 @@ class _Importer:
 
     def _blocked(self, emails: set[str]) -> dict[str, str]:
         """Address -> why it is skipped, for the addresses suppressed or erased."""
-        digests = {keyed(self.session, e): e for e in emails}
-        found = self.session.execute(
-            select(Suppression.email_hmac, Suppression.reason).where(
-                Suppression.email_hmac.in_(digests)
-            )
-        ).all()
         reasons = {}
-        for digest, reason in found:
+        for email, reason in suppressions.reasons(self.session, emails).items():
             if reason is SuppressionReason.ERASED:
-                reasons[digests[digest]] = "erased on request: only a fresh sign-up brings it back"
+                reasons[email] = "erased on request: only a fresh sign-up brings it back"
             elif reason in BLOCKING:
-                reasons[digests[digest]] = f"suppressed ({reason.value})"
+                reasons[email] = f"suppressed ({reason.value})"
         return reasons
 
     def _commit(self, rows: list[Row], report: ImportReport) -> None:

@@ -22,14 +22,12 @@ from mailer import tasks
 from mailer.consent import chain, ledger
 from mailer.consent.models import ConsentEvent, ConsentEventType, ConsentSource
 from mailer.database import utcnow
+from mailer.delivery import suppressions
 from mailer.delivery.models import (
-    BLOCKING,
     MessageKind,
     MessageStatus,
     OutboundMessage,
-    Suppression,
 )
-from mailer.pseudonyms import keyed
 from mailer.subscribers import status
 from mailer.subscribers.models import (
     Form,
@@ -172,7 +170,7 @@ def write_requests(
     emails = sorted({p.req.email for p in plans})
     people = _lock(session, emails)
     waiting = _deferred_confirmations(session, [s.id for s in people.values()])
-    blocked = _blocked(session, emails)
+    blocked = suppressions.blocked(session, emails)
 
     steps: list[tuple[Plan, Subscriber, list[str]]] = []
     for p in plans:
@@ -314,14 +312,3 @@ def _deferred_confirmations(session: Session, subscriber_ids: list[int]) -> set[
             )
         )
     )
-
-
-def _blocked(session: Session, emails: list[str]) -> set[str]:
-    """The addresses mail must not go to (as `suppressions.is_blocked`, for many at once)."""
-    digests = {keyed(session, email): email for email in emails}
-    rows = session.execute(
-        select(Suppression.email_hmac, Suppression.reason).where(
-            Suppression.email_hmac.in_(list(digests))
-        )
-    )
-    return {digests[digest] for digest, reason in rows if reason in BLOCKING}
