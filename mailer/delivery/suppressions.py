@@ -16,10 +16,7 @@ def is_blocked(session: Session, email: str) -> bool:
     """True when mail to `email` must not go out (bounced, complained, blocked by staff).
 
     An erasure entry does not block: the person may sign up again with fresh consent."""
-    reason = session.scalar(
-        select(Suppression.reason).where(Suppression.email_hmac == keyed(session, email))
-    )
-    return reason in BLOCKING
+    return email in blocked(session, [email])
 
 
 def reasons(session: Session, emails: Iterable[str]) -> dict[str, SuppressionReason]:

@@ -89,16 +89,9 @@ def confirm(session: Session, message_id: int, visit: ledger.Visit, domain: str)
     welcome = None
     form = session.get(Form, request_event.form_id) if request_event.form_id else None
     if first_time and form is not None and form.welcome_enabled:
-        welcome = OutboundMessage(
-            kind=MessageKind.WELCOME,
-            subscriber_id=subscriber.id,
-            consent_event_id=request_event.id,
-            form_id=form.id,
-            message_id=signup.new_message_id(domain),
+        welcome = _queue(
+            session, MessageKind.WELCOME, subscriber.id, request_event.id, form.id, domain
         )
-        session.add(welcome)
-        session.flush()
-        tasks.send_after_commit(session, welcome.id)
     session.commit()
     return ConfirmOutcome(subscriber.id, confirmed, True, welcome.id if welcome else None)
 
@@ -129,15 +122,30 @@ def resend_confirmation(
     if not pending or signup.claim_slot(subscriber, window, utcnow()) is not None:
         session.rollback()
         return None
+    message = _queue(
+        session, MessageKind.CONFIRMATION, subscriber.id, event.id, old.form_id, domain
+    )
+    session.commit()
+    return message.id
+
+
+def _queue(
+    session: Session,
+    kind: MessageKind,
+    subscriber_id: int,
+    event_id: int,
+    form_id: int | None,
+    domain: str,
+) -> OutboundMessage:
+    """A system email row, sent once the caller's transaction commits."""
     message = OutboundMessage(
-        kind=MessageKind.CONFIRMATION,
-        subscriber_id=subscriber.id,
-        consent_event_id=event.id,
-        form_id=old.form_id,
+        kind=kind,
+        subscriber_id=subscriber_id,
+        consent_event_id=event_id,
+        form_id=form_id,
         message_id=signup.new_message_id(domain),
     )
     session.add(message)
     session.flush()
     tasks.send_after_commit(session, message.id)
-    session.commit()
-    return message.id
+    return message
