@@ -132,6 +132,22 @@ def send_section(r: SendResults, info: RunInfo) -> str:
             for calls, total, mean, rows, sql in m.detail["statements"]:
                 sql = sql.replace("|", "\\|")
                 lines.append(f"| {_n(calls)} | {_n(total)} | {mean:.3f} | {_n(rows)} | `{sql}` |")
+    delay, relay = r.relay
+    if relay:
+        lines += [
+            "",
+            f"Against a relay {delay * 1000:.0f} ms away (`bench/relay.py`: a proxy in front of "
+            f"the sink holds every SMTP reply {delay * 1000:.0f} ms), one worker, DKIM off, "
+            f"{_n(next(iter(relay.values())).messages)} recipients, same checks:",
+            "",
+            "| product | msg/s | seconds | vs 1 sender |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        first = next(iter(relay.values())).rate
+        for cfg, m in relay.items():
+            lines.append(
+                f"| {cfg.label} | {_n(m.rate)} | {_n(m.seconds, 1)} | {_x(m.rate / first)} |"
+            )
     lines += ["", *_send_goals(r)]
     if r.profiles:
         lines += [
@@ -166,6 +182,12 @@ def _send_goals(r: SendResults) -> list[str]:
                 f"- Scale-out (case 6), 2 workers ≥ 1.7x 1 worker ({what}): {_x(scale)} — "
                 f"{_goal(scale >= 1.7)}"
             )
+    one, two = r.product.get(Config(1, False, senders=1)), r.product.get(Config(2, False, 1))
+    if one and two:
+        out.append(
+            f"- For comparison, one sender a worker (no DKIM): 2 workers {_x(two.rate / one.rate)} "
+            "1 worker (see bench/README.md, §6)"
+        )
     return out
 
 

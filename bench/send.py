@@ -27,6 +27,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import create_engine, func, select, text
 
 from bench import baselines, cpu, population
+from bench.relay import SlowRelay
 from bench.services import Postgres, Redis, SmtpSink, libpq_url
 from mailer import config, create_app, migrate
 from mailer.campaigns import instrument, lifecycle, rendering, templates
@@ -46,11 +47,15 @@ SELECTOR = "bench2048"
 class Config:
     workers: int
     dkim: bool
+    senders: int | None = None  # MAILER_SEND_CONCURRENCY; None: the product's default
 
     @property
     def label(self) -> str:
         workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
-        return f"{workers}, DKIM {'on' if self.dkim else 'off'}"
+        label = f"{workers}, DKIM {'on' if self.dkim else 'off'}"
+        if self.senders is not None:
+            label += f", {self.senders} sender{'s' if self.senders > 1 else ''} each"
+        return label
 
 
 @dataclass
@@ -72,6 +77,8 @@ class SendResults:
     product: dict[Config, Measured]
     ceiling: dict[int, Measured]
     naive: dict[tuple[int, bool], Measured]
+    # The same campaign, smaller, through `bench.relay.SlowRelay`: (delay in s, runs).
+    relay: tuple[float, dict[Config, Measured]]
     settings: dict[str, str]
     template_bytes: int
     profiles: list[Path]
@@ -159,6 +166,7 @@ class SendCase:
         send_env: dict[str, str],
         profile_dir: Path | None,
         log: Any,
+        database: str = "bench_send",
     ) -> None:
         self.pg, self.redis, self.sink = pg, redis, sink
         self.workdir = workdir
@@ -167,7 +175,8 @@ class SendCase:
         self.profile_dir = profile_dir
         self.log = log
         self.key_path = _dkim_key(workdir)
-        self.url = pg.create_database("bench_send")
+        self.database = database
+        self.url = pg.create_database(database)
         self.env = {
             **os.environ,
             "MAILER_ENV": "development",
@@ -260,7 +269,10 @@ class SendCase:
     def run_product(self, cfg: Config) -> Measured:
         self._reset()
         env = {**self.env, **(self.dkim_env if cfg.dkim else {})}
-        logs = self.workdir / f"logs-{cfg.workers}w-{'dkim' if cfg.dkim else 'plain'}"
+        if cfg.senders is not None:
+            env["MAILER_SEND_CONCURRENCY"] = str(cfg.senders)
+        name = f"{cfg.workers}w-{'dkim' if cfg.dkim else 'plain'}-{cfg.senders or 'default'}"
+        logs = self.workdir / f"{self.database}-logs-{name}"
         logs.mkdir(exist_ok=True)
         campaign_id = self._new_campaign(cfg.label)
         workers = Workers(cfg.workers, env, logs, self.redis)
@@ -499,8 +511,12 @@ def run(
             ceiling[procs] = case.run_ceiling(procs)
             log(f"  {ceiling[procs].label}: {ceiling[procs].rate:,.0f} msg/s")
         for dkim in (False, True):
-            for workers in (1, 2):
-                cfg = Config(workers, dkim)
+            # The default settings; without DKIM also one sender a worker, the chain the
+            # product's senders-per-worker (`MAILER_SEND_CONCURRENCY`) overlaps.
+            configs = [Config(1, dkim), Config(2, dkim)]
+            if not dkim:
+                configs += [Config(1, dkim, senders=1), Config(2, dkim, senders=1)]
+            for cfg in configs:
                 product[cfg] = case.run_product(cfg)
                 m = product[cfg]
                 log(f"  product, {cfg.label}: {m.rate:,.0f} msg/s ({m.seconds:.1f} s)")
@@ -508,11 +524,13 @@ def run(
                 naive[(procs, dkim)] = case.run_naive(procs, dkim)
                 m = naive[(procs, dkim)]
                 log(f"  {m.label}: {m.rate:,.0f} msg/s ({m.messages:,} in {m.seconds:.1f} s)")
+        relay = _relay_runs(pg, redis, sink, workdir, recipients, send_env, log)
         plain, signed = case.sample_message(False), case.sample_message(True)
         template_bytes = len((case._frozen()[0].frozen_html or "").encode())
         settings = {
             "MAILER_SEND_JOBS": case.env["MAILER_SEND_JOBS"],
             "MAILER_SEND_BATCH_SIZE": case.env["MAILER_SEND_BATCH_SIZE"],
+            "MAILER_SEND_CONCURRENCY": str(case.settings.send_concurrency),
         }
         profiles = sorted(profile_dir.glob("*.txt")) if profile_dir else []
         return SendResults(
@@ -521,9 +539,44 @@ def run(
             product=product,
             ceiling=ceiling,
             naive=naive,
+            relay=relay,
             settings=settings,
             template_bytes=template_bytes,
             profiles=profiles,
         )
     finally:
         case.close()
+
+
+RELAY_DELAY = 0.010  # a relay in the same region, a few network hops away
+RELAY_RECIPIENTS = 2_000
+
+
+def _relay_runs(
+    pg: Postgres,
+    redis: Redis,
+    sink: SmtpSink,
+    workdir: Path,
+    recipients: int,
+    send_env: dict[str, str],
+    log: Any,
+) -> tuple[float, dict[Config, Measured]]:
+    """One worker sending to a relay `RELAY_DELAY` away, with one sender and with the
+    default: what the senders a worker runs side by side are for. On loopback the SMTP
+    server answers in a tenth of a millisecond and a sender mostly waits on its own commit;
+    across a network it mostly waits on the server."""
+    proxy = SlowRelay(sink.port, RELAY_DELAY)
+    size = min(recipients, RELAY_RECIPIENTS)
+    env = {**send_env, "MAILER_SMTP_URL": proxy.url}
+    case = SendCase(pg, redis, sink, workdir, size, (0, 0), env, None, log, "bench_relay")
+    runs: dict[Config, Measured] = {}
+    try:
+        case.prepare()
+        for cfg in (Config(1, False, senders=1), Config(1, False)):
+            runs[cfg] = case.run_product(cfg)
+            m = runs[cfg]
+            log(f"  relay {RELAY_DELAY * 1000:.0f} ms away, {cfg.label}: {m.rate:,.0f} msg/s")
+    finally:
+        case.close()
+        proxy.stop()
+    return RELAY_DELAY, runs

@@ -111,6 +111,8 @@ class Settings:
     send_batch_size: int = 200
     # Sender jobs enqueued per campaign: how many workers may share one campaign.
     send_jobs: int = 4
+    # Senders each of those jobs runs side by side in its worker (threads; one on SQLite).
+    send_concurrency: int = 4
     # A claimed-but-unsent recipient returns to the pool after this long without its sender.
     claim_lease: int = 60
     # A recipient left "sending" this long had a sender die mid-SMTP: it becomes "unknown".
@@ -254,6 +256,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         send_rate_per_hour=_int(env, "MAILER_SEND_RATE_PER_HOUR", 0),
         send_batch_size=max(1, _int(env, "MAILER_SEND_BATCH_SIZE", 200)),
         send_jobs=max(1, _int(env, "MAILER_SEND_JOBS", 4)),
+        send_concurrency=max(1, _int(env, "MAILER_SEND_CONCURRENCY", 4)),
         claim_lease=max(1, _int(env, "MAILER_CLAIM_LEASE", 60)),
         sending_lease=max(1, _int(env, "MAILER_SENDING_LEASE", 180)),
         send_max_attempts=max(1, _int(env, "MAILER_SEND_MAX_ATTEMPTS", 6)),

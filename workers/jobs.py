@@ -8,7 +8,7 @@ from flask import current_app
 from rq import get_current_job
 
 from mailer import tasks
-from mailer.campaigns import compilations, lifecycle, sending
+from mailer.campaigns import compilations, concurrency, lifecycle, sending
 from mailer.campaigns.pacing import Pacer
 from mailer.compliance import export_jobs, retention, staff_log, verification
 from mailer.config import Settings
@@ -91,12 +91,20 @@ def start_campaign(campaign_id: int) -> bool:
 
 
 def send_campaign(campaign_id: int) -> dict[str, int]:
-    """Send for up to a minute, then hand over to a fresh job (or come back when due).
-    Any number may run at once, on any workers; see `mailer.campaigns.sending`."""
-    app = current_app
-    result = sending.Sender(
-        db.sessionmaker, _settings(), app.extensions["mailer.tokens"], campaign_id
-    ).run()
+    """Send for up to a minute with `send_concurrency` senders side by side, then hand over to
+    a fresh job (or come back when due). Any number may run at once, on any workers; see
+    `mailer.campaigns.sending` and `mailer.campaigns.concurrency`."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    settings = _settings()
+    tokens = app.extensions["mailer.tokens"]
+    sessions = db.sessionmaker
+
+    def sender() -> sending.RunResult:
+        with app.app_context():
+            return sending.Sender(sessions, settings, tokens, campaign_id).run()
+
+    count = concurrency.senders(settings.send_concurrency, sessions.kw["bind"].dialect.name)
+    result = concurrency.run(sender, count)
     if result.next is sending.Next.AGAIN:
         tasks.enqueue(tasks.SEND_CAMPAIGN, campaign_id)
     elif result.next is sending.Next.LATER and result.at is not None:

@@ -81,6 +81,10 @@ class _Handler:
     behaviour: SmtpBehaviour
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Messages between their DATA and the server's answer, now and at most so far: how many
+    # transactions clients ran side by side.
+    in_data: int = 0
+    peak_in_data: int = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
         session.host_name = hostname
@@ -96,8 +100,13 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        if self.behaviour.data_delay:
-            await asyncio.sleep(self.behaviour.data_delay)
+        self.in_data += 1  # the server's event loop is one thread
+        self.peak_in_data = max(self.peak_in_data, self.in_data)
+        try:
+            if self.behaviour.data_delay:
+                await asyncio.sleep(self.behaviour.data_delay)
+        finally:
+            self.in_data -= 1
         rcpt = envelope.rcpt_tos[0]
         if self.behaviour.drop_after_data(rcpt):
             server.transport.close()
@@ -131,9 +140,14 @@ class FaultySmtp:
         with self.handler.lock:
             return list(self.handler.received)
 
+    @property
+    def peak_side_by_side(self) -> int:
+        return self.handler.peak_in_data
+
     def reset(self) -> None:
         with self.handler.lock:
             self.handler.received.clear()
+        self.handler.peak_in_data = 0
         self.behaviour.rcpt = lambda addr: None
         self.behaviour.data_delay = 0.0
         self.behaviour.drop_after_data = lambda addr: False

@@ -138,8 +138,12 @@ def test_a_worker_frozen_mid_page_loses_it_and_sends_none_of_it_when_thawed(
     # land mid-page; a lease long enough that A, once thawed, runs through its page (well
     # under a second) long before B's claim could go stale.
     recipients = 200
+    # One sender per worker, so that "A's page" is one page under one claim token.
     app, procs = racing_fleet(
-        MAILER_SEND_BATCH_SIZE="100", MAILER_CLAIM_LEASE="5", MAILER_SENDING_LEASE="10"
+        MAILER_SEND_BATCH_SIZE="100",
+        MAILER_CLAIM_LEASE="5",
+        MAILER_SENDING_LEASE="10",
+        MAILER_SEND_CONCURRENCY="1",
     )
     smtp_server.behaviour.data_delay = 0.02
     campaign_id, get = _start_sending(app, recipients)
