@@ -3,10 +3,10 @@
 Why: a sender spends most of a message waiting, on the commit of the message's `sending` mark
 and on the SMTP server's two replies (see `sending`), and that chain cannot be shortened
 without putting more recipients in doubt after a crash. Against a relay a few milliseconds
-away the wait is nearly all of it: one sender a process sends a few dozen messages a second
-to a relay 20 ms away, and leaves a core half idle even on loopback. Python releases the GIL
-while it waits on a socket, so `send_concurrency` senders in one process overlap their waits
-and keep the process busy.
+away the wait is nearly all of it: one sender a process sent 40 messages a second to a relay
+10 ms away, four 118 (bench/RESULTS.md); even on loopback one sender left its core a third
+idle. Python releases the GIL while it waits on a socket, so `send_concurrency` senders in
+one process overlap their waits and keep the process busy.
 
 Each thread runs its own `Sender` (its own claim token and pages, its own two database
 connections and its own SMTP connection); they share only the engine's pool and the
