@@ -57,6 +57,12 @@ class Config:
             label += f", {self.senders} sender{'s' if self.senders > 1 else ''} each"
         return label
 
+    @property
+    def slug(self) -> str:
+        """For file names (worker logs, profiles)."""
+        dkim = "dkim" if self.dkim else "plain"
+        return f"{self.workers}w-{dkim}-{self.senders or 'default'}"
+
 
 @dataclass
 class Measured:
@@ -271,8 +277,7 @@ class SendCase:
         env = {**self.env, **(self.dkim_env if cfg.dkim else {})}
         if cfg.senders is not None:
             env["MAILER_SEND_CONCURRENCY"] = str(cfg.senders)
-        name = f"{cfg.workers}w-{'dkim' if cfg.dkim else 'plain'}-{cfg.senders or 'default'}"
-        logs = self.workdir / f"{self.database}-logs-{name}"
+        logs = self.workdir / f"{self.database}-logs-{cfg.slug}"
         logs.mkdir(exist_ok=True)
         campaign_id = self._new_campaign(cfg.label)
         workers = Workers(cfg.workers, env, logs, self.redis)
@@ -388,7 +393,7 @@ class SendCase:
         assert self.profile_dir is not None
         procs = []
         for n, pid in enumerate(workers.pids):
-            out = self.profile_dir / f"{cfg.workers}w-{'dkim' if cfg.dkim else 'plain'}-{n}.txt"
+            out = self.profile_dir / f"{cfg.slug}-{n}.txt"
             procs.append(
                 subprocess.Popen(
                     [

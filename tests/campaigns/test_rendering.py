@@ -204,7 +204,9 @@ def test_subscriber_data_is_escaped_and_never_evaluated(session, settings):
         _recipient(session, campaign, _subscriber(session, attributes=hostile))
     )
     assert "About you: &lt;script&gt;alert(1)&lt;/script&gt; {{ 7*7 }} {% raw %}" in rendered.html
-    assert "<script>" not in rendered.html and "49" not in rendered.html
+    # Outside the links: their signed tokens are random text and may hold "49" by chance.
+    visible = re.sub(r'(?:href|src)="[^"]*"', "", rendered.html)
+    assert "<script>" not in visible and "49" not in visible
     # The text part is not HTML: the same data, unescaped, still not evaluated.
     assert "About you: <script>alert(1)</script> {{ 7*7 }} {% raw %}" in rendered.text
     # A line break in data cannot start a header: the subject is one line.
