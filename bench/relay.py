@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
 
 class SlowRelay:
@@ -42,26 +41,15 @@ class SlowRelay:
     ) -> None:
         try:
             while data := await src.read(65536):
-                if delay:
-                    # Each chunk leaves `delay` after it came in; later chunks queue behind it.
-                    due = time.monotonic() + delay
-                    await self._forward_at(due, data, dst)
-                else:
-                    dst.write(data)
-                    await dst.drain()
+                if delay:  # later chunks queue behind this one
+                    await asyncio.sleep(delay)
+                dst.write(data)
+                await dst.drain()
         except (ConnectionError, OSError):
             pass
         finally:
             with contextlib.suppress(Exception):
                 dst.close()
-
-    @staticmethod
-    async def _forward_at(due: float, data: bytes, dst: asyncio.StreamWriter) -> None:
-        pause = due - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        dst.write(data)
-        await dst.drain()
 
     def stop(self) -> None:
         async def close() -> None:

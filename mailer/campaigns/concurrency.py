@@ -18,8 +18,8 @@ SQLite gets one sender: it takes one writer at a time, and every message commits
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from mailer.campaigns.sending import Next, RunResult
 
@@ -42,28 +42,9 @@ def run(sender: Callable[[], RunResult], count: int) -> RunResult:
     retries it."""
     if count <= 1:
         return sender()
-    results: list[RunResult] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def one() -> None:
-        try:
-            result = sender()
-        except BaseException as exc:  # re-raised below, in the job's thread
-            with lock:
-                errors.append(exc)
-            return
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=one, name=f"sender-{n}", daemon=True) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return merged(results)
+    with ThreadPoolExecutor(count, thread_name_prefix="sender") as pool:
+        futures = [pool.submit(sender) for _ in range(count)]
+    return merged([future.result() for future in futures])
 
 
 def merged(results: list[RunResult]) -> RunResult:
